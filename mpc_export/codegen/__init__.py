@@ -1,0 +1,3 @@
+from .render import render_program
+
+__all__ = ["render_program"]

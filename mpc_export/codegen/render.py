@@ -1,0 +1,144 @@
+"""Render the MAMBA program from templates/program.mpc.j2 and the per-op snippets in templates/ops/.
+
+The op table is built from the registry (``OPS``): each executable op names its template file, which
+defines three macros: ``prelude()`` (helper functions, emitted once if the graph uses the op),
+``setup(args)`` (tables built once) and ``call(args)`` (one layer). All integers a macro needs come from
+the op's ``template_args``; the templates only lay them out.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import jinja2
+
+from .. import __version__
+from ..export.plan import InputFile, ParamFile
+from ..ir import Graph
+from ..quantize.fixedpoint import FixedSpec
+
+TEMPLATES = Path(__file__).resolve().parents[2] / "templates"
+READ_CHUNK = 4096  # values read per private_input instruction (bounded vector registers)
+MAX_VECTOR = 4096
+
+
+@dataclass
+class Buffer:
+    name: str
+    kind: str  # sint / cint / regint
+    size: int
+    layout: str  # padded / dense / param
+    doc: str
+    zero: bool = False
+
+
+class Layout:
+    """Memory of the program: one array per parameter tensor and per activation."""
+
+    def __init__(self, graph: Graph, params: list[ParamFile]):
+        self.graph = graph
+        self.buffers: list[Buffer] = []
+        self._param: dict[tuple[str, str], Buffer] = {}
+        self._out: dict[str, Buffer] = {}
+        for pf in params:
+            node = graph.node(pf.node)
+            size = int(node.qparams[pf.param].size)
+            buf = Buffer(pf.tensor.upper(), "sint", size, "param", f"{pf.tensor} ({pf.layout}), channel {pf.channel}")
+            self._param[(pf.node, pf.param)] = buf
+        self.buffers.extend(self._param[(pf.node, pf.param)] for pf in params)
+        for node in graph.nodes:
+            consumers = graph.consumers(node.name)
+            layout = consumers[0].spec.input_layout if consumers else "dense"
+            if layout == "padded":
+                c, h, w = node.shape
+                size, doc = c * (h + 2) * (w + 2), f"{node.name} output, CHW planes of ({h}+2) x ({w}+2), zero border"
+            else:
+                size, doc = _prod(node.shape), f"{node.name} output, dense {'CHW' if len(node.shape) == 3 else 'vector'}"
+            buf = Buffer(f"{node.name.upper()}_OUT", "sint", size, layout, doc, zero=layout == "padded")
+            self._out[node.name] = buf
+            self.buffers.append(buf)
+            if node.op == "input":
+                self.buffers.append(Buffer("INPUT_STAGING", "sint", _prod(node.shape), "dense", "input as read, dense CHW"))
+
+    def param(self, node, name: str) -> str:
+        return self._param[(node.name, name)].name
+
+    def buffer(self, node) -> Buffer:
+        return self._out[node.name]
+
+    def buffer_of_input(self, node) -> Buffer:
+        return self._out[node.inputs[0]]
+
+    def staging(self, node) -> str:
+        return "INPUT_STAGING"
+
+
+def _prod(shape) -> int:
+    out = 1
+    for s in shape:
+        out *= int(s)
+    return out
+
+
+def _environment() -> jinja2.Environment:
+    return jinja2.Environment(
+        loader=jinja2.FileSystemLoader(str(TEMPLATES)),
+        undefined=jinja2.StrictUndefined,
+        keep_trailing_newline=True,
+        trim_blocks=False,
+    )
+
+
+def render_program(graph: Graph, fx: FixedSpec, params: list[ParamFile], inputs: list[InputFile], debug: bool = False) -> str:
+    env = _environment()
+    layout = Layout(graph, params)
+    used = []
+    for node in graph.nodes:
+        if node.spec.template not in used:
+            used.append(node.spec.template)
+    macros = {name: env.get_template(f"ops/{name}.mpc.j2").module for name in used}
+    args = {node.name: node.spec.template_args(node, fx, layout) for node in graph.nodes}
+    setups = [str(macros[n.spec.template].setup(args[n.name])).strip() for n in graph.nodes]
+    calls = [str(macros[n.spec.template].call(args[n.name])).strip() for n in graph.nodes]
+    param_reads = [
+        {"channel": pf.channel, "buffer": layout._param[(pf.node, pf.param)].name,
+         "count": layout._param[(pf.node, pf.param)].size, "chunk": min(READ_CHUNK, layout._param[(pf.node, pf.param)].size), "path": pf.path}
+        for pf in params
+    ]
+    input_size = _prod(graph.input_shape)
+    executions, channel_reads = [], []
+    for inp in inputs:
+        read_input = {"channel": inp.channel, "buffer": "INPUT_STAGING", "count": input_size, "chunk": min(READ_CHUNK, input_size), "path": inp.path}
+        reads = [read_input] + (param_reads if inp.execution == 0 else [])
+        channel_reads.extend(reads)
+        executions.append({"index": inp.execution, "reads": reads, "calls": calls})
+    text = env.get_template("program.mpc.j2").render(
+        program_name=f"mpc_export_{graph.name}",
+        version=__version__,
+        model_name=graph.description,
+        channel_reads=channel_reads,
+        frac_bits=fx.frac_bits,
+        total_bits=fx.total_bits,
+        kappa=fx.kappa,
+        debug=debug,
+        max_vector=MAX_VECTOR,
+        op_preludes=[str(macros[name].prelude()).strip() for name in used],
+        buffers=layout.buffers,
+        op_setups=[s for s in setups if s],
+        input_channel_base=inputs[0].channel - inputs[0].execution if inputs else 0,
+        executions=executions,
+        logits={"count": _prod(graph.output.shape), "buffer": layout.buffer(graph.output).name},
+    )
+    return text
+
+
+def channel_open_order(params: list[ParamFile], inputs: list[InputFile]) -> list[tuple[int, str]]:
+    """(channel, path) in the order the program opens them: execution 0's input, the parameters, then
+    the inputs of executions 1.. (each read right before its execution runs)."""
+    order = []
+    for inp in inputs:
+        order.append((inp.channel, inp.path))
+        if inp.execution == 0:
+            order.extend((pf.channel, pf.path) for pf in params)
+    return order

@@ -1,0 +1,90 @@
+"""Channel map: which reserved IO channel, file and folder each tensor uses (channel_map.toml)."""
+
+from __future__ import annotations
+
+import tomllib
+from dataclasses import dataclass
+from pathlib import Path
+
+from ..errors import UserError
+
+DEFAULT_MAP = Path(__file__).resolve().parents[2] / "channel_map.toml"
+KIND_FOLDERS = {"weight": "weights", "bias": "bias", "new_gamma": "new_gamma", "new_beta": "new_beta"}
+
+
+def tensor_name(node_name: str, param: str) -> str:
+    """Seed naming: new_gamma / new_beta of conv_layer_i are bn_layer_i_new_gamma / _new_beta."""
+    if param in ("new_gamma", "new_beta"):
+        return f"{node_name.replace('conv_layer', 'bn_layer')}_{param}"
+    return f"{node_name}_{param}"
+
+
+@dataclass
+class ChannelMap:
+    parameters: dict[str, int]
+    parameter_range: tuple[int, int]
+    reserved: tuple[int, int]
+    input_range: tuple[int, int]
+    kinds: list[str]
+    source: str
+
+    def input_channel(self, execution: int) -> int:
+        return self.input_range[0] + execution
+
+    @property
+    def max_inputs(self) -> int:
+        return self.input_range[1] - self.input_range[0] + 1
+
+    def as_dict(self) -> dict:
+        return {"source": self.source, "parameters": self.parameters, "parameter_range": list(self.parameter_range),
+                "reserved": list(self.reserved), "input_range": list(self.input_range), "kinds": self.kinds}
+
+
+def _pair(table: dict, key: str, where: str) -> tuple[int, int]:
+    value = table.get(key)
+    if not (isinstance(value, list) and len(value) == 2 and all(isinstance(v, int) for v in value) and value[0] <= value[1]):
+        raise UserError(f"{where}: [ranges] {key} must be [first, last] channel numbers")
+    return value[0], value[1]
+
+
+def load_channel_map(path: str | Path | None = None) -> ChannelMap:
+    path = Path(path) if path else DEFAULT_MAP
+    try:
+        data = tomllib.loads(path.read_text())
+    except FileNotFoundError:
+        raise UserError(f"channel map not found: {path}") from None
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
+        raise UserError(f"{path}: not valid TOML: {exc}") from None
+    ranges = data.get("ranges", {})
+    params_range = _pair(ranges, "parameters", str(path))
+    reserved = _pair(ranges, "reserved", str(path)) if "reserved" in ranges else (0, -1)
+    inputs = _pair(ranges, "inputs", str(path))
+    kinds = data.get("order", {}).get("kinds", list(KIND_FOLDERS))
+    if sorted(kinds) != sorted(KIND_FOLDERS):
+        raise UserError(f"{path}: [order] kinds must list {', '.join(KIND_FOLDERS)} once each")
+    params = data.get("parameters")
+    if not isinstance(params, dict) or not params:
+        raise UserError(f"{path}: [parameters] must map tensor names to channels")
+    seen: dict[int, str] = {}
+    for name, channel in params.items():
+        if not isinstance(channel, int) or isinstance(channel, bool):
+            raise UserError(f"{path}: channel of {name} must be an integer, got {channel!r}")
+        if channel in seen:
+            raise UserError(f"{path}: channel {channel} is used twice ({seen[channel]} and {name})")
+        if not params_range[0] <= channel <= params_range[1]:
+            raise UserError(f"{path}: channel {channel} of {name} is outside the parameter range {params_range[0]}-{params_range[1]}")
+        if reserved[0] <= channel <= reserved[1]:
+            raise UserError(f"{path}: channel {channel} of {name} is reserved ({reserved[0]}-{reserved[1]})")
+        if inputs[0] <= channel <= inputs[1]:
+            raise UserError(f"{path}: channel {channel} of {name} collides with the input channels")
+        seen[channel] = name
+    return ChannelMap(dict(params), params_range, reserved, inputs, list(kinds), str(path))
+
+
+def check_covers(cmap: ChannelMap, tensors: list[str]) -> None:
+    missing = [t for t in tensors if t not in cmap.parameters]
+    if missing:
+        raise UserError(f"{cmap.source}: no channel for tensor {missing[0]}" + (f" (and {len(missing) - 1} more)" if len(missing) > 1 else ""))
+    extra = sorted(set(cmap.parameters) - set(tensors))
+    if extra:
+        raise UserError(f"{cmap.source}: maps {extra[0]}, which the model does not have")

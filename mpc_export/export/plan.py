@@ -1,0 +1,71 @@
+"""The deployment plan: every file, its channel and its place in the program's channel-open order.
+
+Layout of the output directory (``DATA`` is e.g. ``PrunedResnetData``; paths in the IO answers are
+relative to the runtime's ``Data/`` folder, so operators copy ``DATA`` there):
+
+    DATA/all_parameters/{weights,bias,new_gamma,new_beta}/P0-<tensor>.txt      one per parameter tensor
+    DATA/Inputs/Execution_<n>/P0-Conv_layer_1.input.txt                        input of execution n (CHW)
+    DATA/Outputs/Execution_<n>/P0-<layer>.output.txt                           expected layer outputs
+    program/<name>/<name>.mpc                                                  the MAMBA program
+    io_answers.txt, io_answers.sh                                              "i <path>" per channel open
+    manifest.json
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from ..ir import Graph
+from .channels import KIND_FOLDERS, ChannelMap, check_covers, tensor_name
+
+
+@dataclass
+class ParamFile:
+    tensor: str
+    node: str
+    param: str
+    layout: str
+    channel: int
+    path: str  # relative to the output dir (and to the runtime's Data/)
+
+
+@dataclass
+class InputFile:
+    execution: int
+    channel: int
+    path: str
+
+
+def data_folder(graph: Graph) -> str:
+    return "".join(part.capitalize() for part in graph.name.split("_")) + "Data"
+
+
+def parameter_files(graph: Graph, cmap: ChannelMap) -> list[ParamFile]:
+    """Parameter files in channel-open order: by kind (cmap.kinds), then by layer."""
+    folder = data_folder(graph)
+    found = []
+    for node in graph.nodes:
+        for param, layout in node.spec.params:
+            name = tensor_name(node.name, param)
+            found.append((param, node, name, layout))
+    check_covers(cmap, [f[2] for f in found])
+    ordered = []
+    for kind in cmap.kinds:
+        for param, node, name, layout in found:
+            if param == kind:
+                path = f"{folder}/all_parameters/{KIND_FOLDERS[kind]}/P0-{name}.txt"
+                ordered.append(ParamFile(name, node.name, param, layout, cmap.parameters[name], path))
+    return ordered
+
+
+def input_file(graph: Graph, cmap: ChannelMap, execution: int) -> InputFile:
+    path = f"{data_folder(graph)}/Inputs/Execution_{execution}/P0-Conv_layer_1.input.txt"
+    return InputFile(execution, cmap.input_channel(execution), path)
+
+
+def output_path(graph: Graph, execution: int, node_name: str) -> str:
+    return f"{data_folder(graph)}/Outputs/Execution_{execution}/P0-{node_name}.output.txt"
+
+
+def program_name(graph: Graph) -> str:
+    return f"mpc_export_{graph.name}"

@@ -1,0 +1,3 @@
+from .graph import Graph, Node
+
+__all__ = ["Graph", "Node"]

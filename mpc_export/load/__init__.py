@@ -1,0 +1,3 @@
+from .model import load_model
+
+__all__ = ["load_model"]

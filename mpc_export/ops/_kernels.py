@@ -1,0 +1,29 @@
+"""Kernels shared by several ops: float conv / pool via torch (float64), integer pooling sums."""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+
+def conv2d_float(x, weight, bias, stride, padding):
+    out = F.conv2d(
+        torch.from_numpy(np.ascontiguousarray(x, dtype=np.float64)),
+        torch.from_numpy(weight),
+        None if bias is None else torch.from_numpy(bias),
+        stride=stride,
+        padding=padding,
+    )
+    return out.numpy()
+
+
+def window_out(size: int, kernel: int, stride: int, padding: int) -> int:
+    """Output length of a convolution / pooling window (floor mode): the one shape rule for windows."""
+    return (size + 2 * padding - kernel) // stride + 1
+
+
+def pool2x2_sum(x: np.ndarray) -> np.ndarray:
+    """Sum of each non-overlapping 2x2 window of an (N, C, H, W) array (int or float, exact for ints)."""
+    n, c, h, w = x.shape
+    return x[:, :, : h - h % 2, : w - w % 2].reshape(n, c, h // 2, 2, w // 2, 2).sum(axis=(3, 5))

@@ -1,0 +1,90 @@
+"""The Op base class and registry: each IR op is defined once, in one file of this package.
+
+An op class holds everything about one kind of node:
+  - ``params``: the tensors it owns, in order, with their layout (e.g. ("weight", "OIHW"));
+  - ``infer_shape``: the only shape rule (shapes are per sample: CHW or (N,));
+  - ``ref_float``: the float64 kernel on a batch (N, ...);
+  - ``macs``: multiply-accumulates of the float model.
+Ops the secure program executes (``executable = True``) also define:
+  - ``ref_fixed``: the bit-exact integer kernel (the program's truncation schedule);
+  - ``stages``/``worst_case``: what each intermediate holds and its sound bound from the weights;
+  - ``error_ulp``: how the op amplifies a deviation of its input and adds its own truncations;
+  - ``cost``: secret multiplications, truncations and comparisons the program performs;
+  - ``template``: the file under templates/ops with the MAMBA snippet, and ``template_args``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+OPS: dict[str, type["Op"]] = {}
+
+
+@dataclass
+class Stage:
+    """An intermediate an executable op holds: its name, scale exponent (in units of F) and bit limit."""
+
+    name: str
+    limit_bits: int  # values must satisfy |v| < 2^limit_bits
+
+
+class Op:
+    name: str = ""
+    params: tuple[tuple[str, str], ...] = ()
+    executable: bool = False
+    template: str | None = None
+
+    def __init_subclass__(cls, **kwargs):
+        super().__init_subclass__(**kwargs)
+        if not cls.name:
+            raise TypeError(f"{cls.__name__} has no op name")
+        if cls.name in OPS:
+            raise TypeError(f"op {cls.name!r} defined twice")
+        if cls.executable:
+            for member in ("ref_fixed", "stages", "worst_case", "error_ulp", "cost", "template_args"):
+                if getattr(cls, member) is getattr(Op, member):
+                    raise TypeError(f"executable op {cls.name} lacks {member}")
+        OPS[cls.name] = cls
+
+    # ---- float side
+    @classmethod
+    def infer_shape(cls, node, in_shapes, graph) -> tuple[int, ...]:
+        return in_shapes[0]
+
+    @classmethod
+    def ref_float(cls, node, x: np.ndarray) -> np.ndarray:
+        raise NotImplementedError(cls.name)
+
+    @classmethod
+    def macs(cls, node, graph) -> int:
+        return 0
+
+    # ---- fixed-point side (executable ops)
+    @classmethod
+    def ref_fixed(cls, node, fx, x: np.ndarray, trace) -> np.ndarray:
+        raise NotImplementedError(cls.name)
+
+    @classmethod
+    def stages(cls, node, fx) -> list[Stage]:
+        raise NotImplementedError(cls.name)
+
+    @classmethod
+    def worst_case(cls, node, fx, in_bound: int) -> tuple[dict[str, int], int]:
+        raise NotImplementedError(cls.name)
+
+    @classmethod
+    def error_ulp(cls, node, fx, in_error: int) -> int:
+        raise NotImplementedError(cls.name)
+
+    @classmethod
+    def cost(cls, node, fx) -> dict[str, int]:
+        raise NotImplementedError(cls.name)
+
+    @classmethod
+    def template_args(cls, node, fx, layout) -> dict:
+        raise NotImplementedError(cls.name)
+
+    # which activation layout the op's program reads: "padded" (zero-padded planes) or "dense"
+    input_layout: str = "dense"

@@ -1,0 +1,90 @@
+"""dense: fully connected layer (weight out x in, bias out), optionally followed by ReLU.
+
+Fixed point (x, w, bias at scale 2^F):
+
+    acc = sum(w * x) + bias * 2^F      scale 2^2F  (|v| < 2^(2K-1): TruncPr bit length 2K)
+    y   = floor(acc / 2^F)             scale 2^F   (|v| < 2^(K-1))
+    y   = relu(y)                      when the layer has a ReLU
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from ..quantize.fixedpoint import floor_shift, max_abs, to_exact
+from ..reference import exact
+from .base import Op, Stage
+
+
+class Dense(Op):
+    name = "dense"
+    params = (("weight", "out x in"), ("bias", "out"))
+    executable = True
+    template = "dense"
+    input_layout = "dense"
+
+    @classmethod
+    def infer_shape(cls, node, in_shapes, graph):
+        return (node.params["weight"].shape[0],)
+
+    @classmethod
+    def ref_float(cls, node, x):
+        y = x.reshape(x.shape[0], -1) @ node.params["weight"].T + node.params["bias"]
+        return np.maximum(y, 0.0) if node.attrs["relu"] else y
+
+    @classmethod
+    def macs(cls, node, graph):
+        return int(node.params["weight"].size)
+
+    @classmethod
+    def ref_fixed(cls, node, fx, x, trace):
+        q = node.qparams
+        f = fx.frac_bits
+        acc = exact.linear(x.reshape(x.shape[0], -1), q["weight"])
+        bound = max_abs(acc) + max_abs(q["bias"]) * 2**f
+        acc = to_exact(acc, bound) + to_exact(q["bias"], bound)[None, :] * 2**f
+        trace.record(node, "accumulator", acc)
+        y = floor_shift(acc, f)
+        trace.record(node, "truncated", y)
+        if node.attrs["relu"]:
+            y = np.maximum(y, 0)
+        return y.astype(np.int64) if y.dtype == object and max_abs(y) < 2**62 else y
+
+    @classmethod
+    def stages(cls, node, fx):
+        return [Stage("accumulator", 2 * fx.total_bits - 1), Stage("truncated", fx.total_bits - 1)]
+
+    @classmethod
+    def worst_case(cls, node, fx, in_bound):
+        q = node.qparams
+        sums = np.sum(np.abs(q["weight"].astype(object)), axis=1)
+        acc = max(int(s) * in_bound + abs(int(b)) * 2**fx.frac_bits for s, b in zip(sums, q["bias"]))
+        out = acc // 2**fx.frac_bits + 1
+        return {"accumulator": acc, "truncated": out}, out
+
+    @classmethod
+    def error_ulp(cls, node, fx, in_error):
+        """sum|w_j| * in_error at scale 2^2F, floored by 2^F (ceil), plus 1 for TruncPr."""
+        sums = np.sum(np.abs(node.qparams["weight"].astype(object)), axis=1)
+        worst = int(max(sums)) * in_error
+        return -(-worst // 2**fx.frac_bits) + 1
+
+    @classmethod
+    def cost(cls, node, fx):
+        out, fan_in = node.params["weight"].shape
+        relu = 1 if node.attrs["relu"] else 0
+        return {"multiplications": out * fan_in + relu * out, "truncations": out, "comparisons": relu * out}
+
+    @classmethod
+    def template_args(cls, node, fx, layout):
+        out, fan_in = node.params["weight"].shape
+        return {
+            "name": node.name.upper(),
+            "source": layout.buffer_of_input(node).name,
+            "weight": layout.param(node, "weight"),
+            "bias": layout.param(node, "bias"),
+            "inputs": fan_in,
+            "outputs": out,
+            "relu": bool(node.attrs["relu"]),
+            "target": layout.buffer(node).name,
+        }

@@ -1,0 +1,131 @@
+"""Float IR ops that front ends produce; passes fold or fuse them before the fixed-point stages."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from ..errors import UserError
+from ._kernels import conv2d_float, pool2x2_sum, window_out
+from .base import Op
+
+
+class Conv2d(Op):
+    """2-D convolution; weight OIHW, bias O (zeros when the model has none)."""
+
+    name = "conv2d"
+    params = (("weight", "OIHW"), ("bias", "O"))
+
+    @classmethod
+    def infer_shape(cls, node, in_shapes, graph):
+        c, h, w = in_shapes[0]
+        o, i, kh, kw = node.params["weight"].shape
+        if i != c:
+            raise UserError(f"{node.name}: weight expects {i} input channels, the input has {c}")
+        s, p = node.attrs.get("stride", 1), node.attrs.get("padding", 0)
+        return (o, window_out(h, kh, s, p), window_out(w, kw, s, p))
+
+    @classmethod
+    def ref_float(cls, node, x):
+        return conv2d_float(x, node.params["weight"], node.params["bias"], node.attrs.get("stride", 1), node.attrs.get("padding", 0))
+
+    @classmethod
+    def macs(cls, node, graph):
+        o, i, kh, kw = node.params["weight"].shape
+        return int(o * i * kh * kw * node.shape[1] * node.shape[2])
+
+
+class BatchNorm(Op):
+    """Eval-mode batch normalisation; gamma, beta, mean, var per channel (C), attribute eps."""
+
+    name = "batchnorm"
+    params = (("gamma", "C"), ("beta", "C"), ("mean", "C"), ("var", "C"))
+
+    @classmethod
+    def ref_float(cls, node, x):
+        p = node.params
+        scale = p["gamma"] / np.sqrt(p["var"] + node.attrs["eps"])
+        return (x - p["mean"][:, None, None]) * scale[:, None, None] + p["beta"][:, None, None]
+
+
+class Affine(Op):
+    """Per-channel y = new_gamma * x + new_beta (folded batch normalisation)."""
+
+    name = "affine"
+    params = (("new_gamma", "C"), ("new_beta", "C"))
+
+    @classmethod
+    def ref_float(cls, node, x):
+        p = node.params
+        return x * p["new_gamma"][:, None, None] + p["new_beta"][:, None, None]
+
+
+class Relu(Op):
+    name = "relu"
+
+    @classmethod
+    def ref_float(cls, node, x):
+        return np.maximum(x, 0.0)
+
+
+class AvgPool(Op):
+    """Average pooling, kernel 2, stride 2 (the only form the seed models use)."""
+
+    name = "avgpool"
+
+    @classmethod
+    def infer_shape(cls, node, in_shapes, graph):
+        c, h, w = in_shapes[0]
+        if node.attrs.get("kernel", 2) != 2 or node.attrs.get("stride", 2) != 2:
+            raise UserError(f"{node.name}: only 2x2 average pooling with stride 2 is supported")
+        return (c, window_out(h, 2, 2, 0), window_out(w, 2, 2, 0))
+
+    @classmethod
+    def ref_float(cls, node, x):
+        return pool2x2_sum(x) / 4.0
+
+
+class Flatten(Op):
+    """CHW -> (C*H*W,) in C order."""
+
+    name = "flatten"
+
+    @classmethod
+    def infer_shape(cls, node, in_shapes, graph):
+        return (int(np.prod(in_shapes[0])),)
+
+    @classmethod
+    def ref_float(cls, node, x):
+        return x.reshape(x.shape[0], -1)
+
+
+class Linear(Op):
+    """Fully connected layer; weight (out, in), bias (out)."""
+
+    name = "linear"
+    params = (("weight", "out x in"), ("bias", "out"))
+
+    @classmethod
+    def infer_shape(cls, node, in_shapes, graph):
+        (n,) = in_shapes[0] if len(in_shapes[0]) == 1 else (None,)
+        out, fan_in = node.params["weight"].shape
+        if n != fan_in:
+            raise UserError(f"{node.name}: weight expects {fan_in} inputs, the input has shape {in_shapes[0]}")
+        return (out,)
+
+    @classmethod
+    def ref_float(cls, node, x):
+        return x @ node.params["weight"].T + node.params["bias"]
+
+    @classmethod
+    def macs(cls, node, graph):
+        return int(node.params["weight"].size)
+
+
+class Identity(Op):
+    """Dropout and other layers that are the identity at inference."""
+
+    name = "identity"
+
+    @classmethod
+    def ref_float(cls, node, x):
+        return x

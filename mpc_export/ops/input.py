@@ -1,0 +1,49 @@
+"""input: the model input, one sample CHW in real units (after preprocessing), in [0, 1] before it.
+
+Fixed point: each value is encoded as round(x * 2^F) (scale 2^F) by the build and read from its channel;
+the program copies it into the layout its consumer reads (zero-padded planes for a convolution).
+"""
+
+from __future__ import annotations
+
+from .base import Op, Stage
+
+
+class Input(Op):
+    name = "input"
+    executable = True
+    template = "input"
+
+    @classmethod
+    def infer_shape(cls, node, in_shapes, graph):
+        return tuple(graph.input_shape)
+
+    @classmethod
+    def ref_float(cls, node, x):
+        return x
+
+    @classmethod
+    def ref_fixed(cls, node, fx, x, trace):
+        trace.record(node, "value", x)
+        return x
+
+    @classmethod
+    def stages(cls, node, fx):
+        return [Stage("value", fx.value_limit_bits)]
+
+    @classmethod
+    def worst_case(cls, node, fx, in_bound):
+        return {"value": in_bound}, in_bound
+
+    @classmethod
+    def error_ulp(cls, node, fx, in_error):
+        return 0
+
+    @classmethod
+    def cost(cls, node, fx):
+        return {"multiplications": 0, "truncations": 0, "comparisons": 0}
+
+    @classmethod
+    def template_args(cls, node, fx, layout):
+        c, h, w = node.shape
+        return {"channels": c, "height": h, "width": w, "source": layout.staging(node), "target": layout.buffer(node).name}

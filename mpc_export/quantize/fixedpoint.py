@@ -1,0 +1,95 @@
+"""Fixed-point semantics, in one place.
+
+An ``sfix`` value x is held as an integer v with x = v / 2^frac_bits ("scale 2^F"). Products of two
+values are at scale 2^2F, and so on. ``encode`` rounds half away from zero (C ``round``), as the runtime
+does for decimal tokens. The reference truncates with ``floor`` (an arithmetic shift); the MPC program's
+``TruncPr`` returns that floor or the floor plus one, so each truncation may add one unit of 2^-F.
+
+Budget: a value the program compares or stores needs |v| < 2^(K-1); a value fed to a truncation with bit
+length k needs |v| < 2^(k-1); the field (a 128-bit prime for FANNG-MPC) needs 2K + kappa + 1 bits.
+
+The truncation schedule of each operator (where it truncates and by how much) is documented next to its
+reference kernel in ``mpc_export/ops`` and in docs/fixed_point.md; this module only holds the primitives.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+
+from ..errors import UserError
+
+INT64_SAFE_BITS = 62  # |v| < 2^62: sums of two such values still fit int64
+FLOAT64_EXACT_BITS = 53
+
+
+@dataclass(frozen=True)
+class FixedSpec:
+    frac_bits: int = 12  # F: scale 2^F
+    total_bits: int = 41  # K: |v| < 2^(K-1)
+    kappa: int = 40  # statistical security parameter of TruncPr / LTZ
+    prime_bits: int = 128  # FANNG-MPC's 128-bit prime
+    reading_precision: int = 12  # R: the runtime's fixed_point_reading_precision
+
+    def validate(self) -> None:
+        if not 1 <= self.frac_bits <= 30:
+            raise UserError(f"--frac-bits must be between 1 and 30, got {self.frac_bits}")
+        if not self.frac_bits + 2 <= self.total_bits <= 64:
+            raise UserError(
+                f"--total-bits must be between frac-bits + 2 = {self.frac_bits + 2} and 64, got {self.total_bits}"
+            )
+        if 2 * self.total_bits + self.kappa + 1 > self.prime_bits:
+            raise UserError(
+                f"--total-bits {self.total_bits} breaks the field: 2K + kappa + 1 = "
+                f"{2 * self.total_bits + self.kappa + 1} bits > the {self.prime_bits}-bit prime"
+            )
+        if not 0 <= self.reading_precision <= 30:
+            raise UserError(f"--reading-precision must be between 0 and 30, got {self.reading_precision}")
+
+    @property
+    def value_limit_bits(self) -> int:
+        """Stored / compared values need |v| < 2^(K-1)."""
+        return self.total_bits - 1
+
+
+def encode(x: np.ndarray, frac_bits: int) -> np.ndarray:
+    """round(x * 2^F), half away from zero, as int64 (x float64; |x| * 2^F must stay below 2^62)."""
+    scaled = np.asarray(x, dtype=np.float64) * float(2**frac_bits)
+    if scaled.size and np.max(np.abs(scaled)) >= 2.0**INT64_SAFE_BITS:
+        raise UserError(f"value {np.max(np.abs(x)):g} is too large for frac-bits {frac_bits}")
+    return (np.sign(scaled) * np.floor(np.abs(scaled) + 0.5)).astype(np.int64)
+
+
+def decode(v: np.ndarray, frac_bits: int) -> np.ndarray:
+    """v / 2^F as float64."""
+    return np.asarray(v, dtype=np.float64) / float(2**frac_bits)
+
+
+def floor_shift(v: np.ndarray, shift: int) -> np.ndarray:
+    """floor(v / 2^shift): the deterministic truncation (int64 or object arrays of Python ints)."""
+    return v >> shift
+
+
+def bits_of(value: int) -> float:
+    """log2 of a non-negative magnitude (0 for 0), for headroom reports."""
+    value = int(value)
+    return math.log2(value) if value > 0 else 0.0
+
+
+def max_abs(v: np.ndarray) -> int:
+    if v.size == 0:
+        return 0
+    if v.dtype == object:
+        return int(max(abs(int(a)) for a in v.ravel()))
+    return int(np.max(np.abs(v)))
+
+
+def fits_int64(bound: int) -> bool:
+    return bound < 2**INT64_SAFE_BITS
+
+
+def to_exact(v: np.ndarray, bound: int) -> np.ndarray:
+    """int64 when every value provably fits, else an object array of Python ints (exact, slow)."""
+    return v.astype(np.int64) if fits_int64(bound) else v.astype(object)

@@ -1,0 +1,87 @@
+"""Quantize the lowered graph's parameters and check the bit budget.
+
+Every parameter tensor becomes round(x * 2^F) (``encode``), scale 2^F. Refusals (UserError):
+  - a parameter with |v| >= 2^(K-1) (it cannot even be stored);
+  - a worst-case intermediate (interval bound from the weights and the input range) that breaks the
+    field: |v| * 2^kappa >= 2^(prime_bits - 1).
+A worst case above the K-bit budget whose calibrated values fit is allowed and reported with headroom.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from ..errors import UserError
+from ..ir import Graph
+from .fixedpoint import FixedSpec, bits_of, encode, max_abs
+
+
+@dataclass
+class StageBudget:
+    node: str
+    stage: str
+    limit_bits: int
+    worst_case: int
+    calibrated: int | None = None
+
+    @property
+    def worst_headroom_bits(self) -> float:
+        return self.limit_bits - bits_of(self.worst_case)
+
+    @property
+    def calibrated_headroom_bits(self) -> float | None:
+        return None if self.calibrated is None else self.limit_bits - bits_of(self.calibrated)
+
+    def as_dict(self) -> dict:
+        return {
+            "node": self.node,
+            "stage": self.stage,
+            "limit_bits": self.limit_bits,
+            "worst_case_bits": round(bits_of(self.worst_case), 2),
+            "worst_case_headroom_bits": round(self.worst_headroom_bits, 2),
+            "calibrated_bits": None if self.calibrated is None else round(bits_of(self.calibrated), 2),
+            "calibrated_headroom_bits": None if self.calibrated is None else round(self.calibrated_headroom_bits, 2),
+        }
+
+
+@dataclass
+class Budget:
+    stages: list[StageBudget] = field(default_factory=list)
+    tensors: list[dict] = field(default_factory=list)
+
+    def stage(self, node: str, stage: str) -> StageBudget:
+        return next(s for s in self.stages if s.node == node and s.stage == stage)
+
+
+def quantize_graph(graph: Graph, fx: FixedSpec, input_bound_real: float = 1.0) -> Budget:
+    """Fill node.qparams; return the per-tensor and per-stage budget (worst case only)."""
+    budget = Budget()
+    limit = fx.value_limit_bits
+    for node in graph.nodes:
+        for pname, layout in node.spec.params:
+            q = encode(node.params[pname], fx.frac_bits)
+            node.qparams[pname] = q
+            peak = max_abs(q)
+            if peak >= 2**limit:
+                raise UserError(
+                    f"{node.name}.{pname}: |value| up to {peak / 2**fx.frac_bits:g} needs {bits_of(peak) + 1:.1f} bits "
+                    f"at frac-bits {fx.frac_bits}, more than total-bits {fx.total_bits}"
+                )
+            zeros = float(np.mean(q == 0)) if q.size else 0.0
+            budget.tensors.append({"node": node.name, "tensor": pname, "layout": layout, "shape": list(q.shape),
+                                   "max_abs": peak, "headroom_bits": round(limit - bits_of(peak), 2), "zero_fraction": round(zeros, 4)})
+    bound = int(np.ceil(input_bound_real * 2**fx.frac_bits))
+    field_limit = fx.prime_bits - 1 - fx.kappa
+    for node in graph.nodes:
+        per_stage, bound = node.spec.worst_case(node, fx, bound)
+        for stage in node.spec.stages(node, fx):
+            worst = per_stage[stage.name]
+            if worst >= 2**field_limit:
+                raise UserError(
+                    f"{node.name}: worst-case {stage.name} needs {bits_of(worst):.1f} bits, which breaks the "
+                    f"{fx.prime_bits}-bit field with kappa {fx.kappa}; lower --frac-bits"
+                )
+            budget.stages.append(StageBudget(node.name, stage.name, stage.limit_bits, worst))
+    return budget
