@@ -47,9 +47,10 @@ def format_values(values: np.ndarray, number_format: str, frac_bits: int, what: 
     """One line, space-separated, C order."""
     flat = np.asarray(values).ravel()
     if number_format == "integer":
-        if flat.size and max(abs(int(flat.max())), abs(int(flat.min()))) >= STOI_LIMIT:
-            raise UserError(f"{what}: a value needs {math.log2(max(abs(int(flat.max())), abs(int(flat.min())))):.1f} bits, "
-                            f"more than the runtime's 32-bit integer tokens; use --number-format decimal")
+        if flat.size and (int(flat.max()) >= STOI_LIMIT or int(flat.min()) < -STOI_LIMIT):
+            peak = max(abs(int(flat.max())), abs(int(flat.min())))
+            raise UserError(f"{what}: a value needs {math.log2(peak) + 1:.1f} bits, more than the runtime's 32-bit "
+                            f"integer tokens; use --number-format decimal")
         return " ".join(str(int(v)) for v in flat) + "\n"
     return " ".join(decimal_token(v, frac_bits) for v in flat) + "\n"
 

@@ -1,0 +1,145 @@
+"""`mpc-export build`: model file -> deployment directory (the stages in order, nothing half-written)."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from ..codegen.render import channel_open_order, render_program
+from ..errors import UserError
+from ..export.channels import load_channel_map
+from ..export.plan import data_folder, input_file, output_path, parameter_files, program_name
+from ..export.tokens import check_format
+from ..export.writer import StagingDir, sha256_file, write_manifest, write_text, write_values
+from ..fold import lower_for_mpc
+from ..load import load_model
+from ..load.images import demo_image, load_image
+from ..quantize.fixedpoint import FixedSpec, bits_of, encode
+from ..quantize.graph import quantize_graph
+from ..reference.run import Trace, run_fixed
+
+
+@dataclass
+class BuildOptions:
+    model: Path
+    out: Path
+    inputs: list[Path] = field(default_factory=list)
+    fx: FixedSpec = field(default_factory=FixedSpec)
+    number_format: str = "decimal"
+    channel_map: Path | None = None
+    force: bool = False
+    debug: bool = False
+
+
+def total_cost(graph, fx) -> dict:
+    layers = []
+    totals = {"multiplications": 0, "truncations": 0, "comparisons": 0}
+    for node in graph.nodes:
+        cost = node.spec.cost(node, fx)
+        layers.append({"node": node.name, **cost})
+        for key in totals:
+            totals[key] += cost[key]
+    return {"layers": layers, "totals": totals}
+
+
+def check_calibration(budget, trace: Trace, what: str) -> None:
+    """Fill the calibrated peaks; refuse an actual overflow on the data being built."""
+    for stage in budget.stages:
+        peak = trace.peaks.get((stage.node, stage.stage))
+        stage.calibrated = peak
+        if peak is not None and peak >= 2**stage.limit_bits:
+            raise UserError(
+                f"{what} overflow at {stage.node} ({stage.stage}): |value| needs {bits_of(peak):.1f} bits, the "
+                f"budget is {stage.limit_bits} bits; raise --total-bits or lower --frac-bits"
+            )
+
+
+def build(opts: BuildOptions, progress=None) -> dict:
+    started = time.perf_counter()
+    fx = opts.fx
+    fx.validate()
+    check_format(opts.number_format, fx.frac_bits, fx.reading_precision)
+    cmap = load_channel_map(opts.channel_map)
+    if len(opts.inputs) > cmap.max_inputs:
+        raise UserError(f"{len(opts.inputs)} inputs given; the channel map has {cmap.max_inputs} input channels (one per execution)")
+    if opts.out.exists() and not opts.force:
+        raise UserError(f"output directory {opts.out} exists; pass --force to replace it")
+
+    float_graph = load_model(opts.model)
+    graph, passes = lower_for_mpc(float_graph)
+    budget = quantize_graph(graph, fx)
+    params = parameter_files(graph, cmap)
+
+    images = [load_image(p, graph.input_shape) for p in opts.inputs] or [demo_image(graph.input_shape)]
+    sources = [str(p) for p in opts.inputs] or ["demo pattern"]
+    x_int = encode(np.stack(images), fx.frac_bits)
+    trace = Trace()
+    outputs = run_fixed(graph, fx, x_int, trace)
+    check_calibration(budget, trace, "the inputs being built:")
+    inputs = [input_file(graph, cmap, n) for n in range(len(images))]
+
+    files = []
+    with StagingDir(opts.out, opts.force) as staging:
+        root = staging.path
+        for pf in params:
+            node = graph.node(pf.node)
+            q = node.qparams[pf.param]
+            info = write_values(root, pf.path, q, opts.number_format, fx.frac_bits, fx.reading_precision, pf.tensor)
+            files.append({**info, "role": "parameter", "channel": pf.channel, "tensor": pf.tensor, "node": pf.node,
+                          "param": pf.param, "shape": list(q.shape), "layout": pf.layout})
+            if progress:
+                progress(pf.tensor)
+        for inp, image in zip(inputs, x_int):
+            info = write_values(root, inp.path, image, opts.number_format, fx.frac_bits, fx.reading_precision, inp.path)
+            files.append({**info, "role": "input", "channel": inp.channel, "tensor": "input", "execution": inp.execution,
+                          "shape": list(image.shape), "layout": "CHW", "source": sources[inp.execution]})
+        for inp in inputs:
+            for node in graph.nodes[1:]:
+                values = outputs[node.name][inp.execution]
+                rel = output_path(graph, inp.execution, node.name)
+                info = write_values(root, rel, values, opts.number_format, fx.frac_bits, fx.reading_precision, rel)
+                files.append({**info, "role": "expected_output", "tensor": node.name, "execution": inp.execution,
+                              "shape": list(values.shape), "layout": "CHW" if values.ndim == 3 else "vector"})
+        name = program_name(graph)
+        program = render_program(graph, fx, params, inputs, debug=opts.debug)
+        files.append({**write_text(root, f"program/{name}/{name}.mpc", program), "role": "program"})
+        order = channel_open_order(params, inputs)
+        answers = "".join(f"i {path}\n" for _, path in order)
+        files.append({**write_text(root, "io_answers.txt", answers), "role": "io_answers"})
+        script = (
+            "#!/bin/sh\n# Answers for FANNG-MPC's IO filesystem, one 'i <path>' per channel open, in program order.\n"
+            "# Usage (each player): ./io_answers.sh | ./Player.x <player> Programs/" + name + "\n"
+            + "".join(f"echo 'i {path}'  # channel {channel}\n" for channel, path in order)
+        )
+        files.append({**write_text(root, "io_answers.sh", script, executable=True), "role": "io_answers_script"})
+        for entry in files:
+            entry.update(frac_bits=fx.frac_bits, total_bits=fx.total_bits, reading_precision=fx.reading_precision,
+                         number_format=opts.number_format)
+        manifest = {
+            "model": {"path": str(opts.model.resolve()), "sha256": sha256_file(opts.model), "architecture": graph.name,
+                      "description": float_graph.description, "parameters": float_graph.parameter_count(), "macs": float_graph.macs()},
+            "fixed_point": {"frac_bits": fx.frac_bits, "total_bits": fx.total_bits, "kappa": fx.kappa,
+                            "prime_bits": fx.prime_bits, "reading_precision": fx.reading_precision,
+                            "number_format": opts.number_format},
+            "preprocessing": {"scale": "pixels / 255", "mean": None, "std": None},
+            "data_folder": data_folder(graph),
+            "program": {"name": name, "path": f"program/{name}/{name}.mpc", "debug": opts.debug},
+            "channel_map": cmap.as_dict(),
+            "channel_open_order": [{"channel": c, "path": p} for c, p in order],
+            "passes": [{"pass": n, "rewrites": c} for n, c in passes],
+            "layers": [{"name": n.name, "op": n.op, "shape": list(n.shape), "origin": n.origin} for n in graph.nodes],
+            "budget": {"tensors": budget.tensors, "stages": [s.as_dict() for s in budget.stages]},
+            "cost": total_cost(graph, fx),
+            "executions": [{"index": i.execution, "channel": i.channel, "path": i.path, "source": sources[i.execution],
+                            "logits": [int(v) for v in outputs[graph.output.name][i.execution]],
+                            "predicted_class": int(np.argmax(outputs[graph.output.name][i.execution]))} for i in inputs],
+            "files": files,
+        }
+        write_manifest(root, manifest)
+        staging.commit()
+    manifest["build_seconds"] = round(time.perf_counter() - started, 2)
+    manifest["out"] = str(opts.out)
+    return manifest

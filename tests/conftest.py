@@ -1,0 +1,59 @@
+"""Shared fixtures. ../shared (beside the project) holds trained models, data and the MAMBA compiler;
+tests that need it skip with a message when it is absent."""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+SHARED = ROOT.parent / "shared"
+SEED_MODEL = ROOT / "examples" / "pruned_resnet_cifar10.pth"
+COMPILER = SHARED / "tools" / "mamba-compile"
+DATASET = SHARED / "fixtures" / "cifar10_test.npz"
+
+
+def need_shared(path: Path) -> Path:
+    if not path.exists():
+        pytest.skip(f"{path} is absent (tests that need ../shared skip without it)")
+    return path
+
+
+def run_cli(args: list[str], capsys) -> tuple[int, str, str]:
+    """Run `mpc-export ARGS` in-process; return (exit code, stdout, stderr)."""
+    from mpc_export.cli.main import main
+
+    old = sys.argv
+    sys.argv = ["mpc-export", *[str(a) for a in args]]
+    code = 0
+    try:
+        main()
+    except SystemExit as exc:
+        code = exc.code if isinstance(exc.code, int) else 1
+    finally:
+        sys.argv = old
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+@pytest.fixture(scope="session")
+def seed_build(tmp_path_factory):
+    """The seed model built once with two real CIFAR-10 images (or the demo image without ../shared)."""
+    from mpc_export.cli.build import BuildOptions, build
+
+    out = tmp_path_factory.mktemp("seed") / "out"
+    inputs = []
+    images = SHARED / "fixtures"
+    if images.exists():
+        inputs = [images / "image_1.pt", images / "image_2.pt"]
+    manifest = build(BuildOptions(model=SEED_MODEL, out=out, inputs=inputs))
+    return out, manifest
+
+
+@pytest.fixture(autouse=True)
+def _isolated_cache(tmp_path, monkeypatch):
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    os.environ.setdefault("OMP_NUM_THREADS", "2")
