@@ -16,7 +16,7 @@ from ..errors import UserError, VerificationFailed
 from ..quantize.fixedpoint import FixedSpec
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, help="Export a trained CNN to FANNG-MPC / SCALE-MAMBA and prove it right.")
-console = Console(stderr=False)
+console = Console(stderr=False, width=None if sys.stdout.isatty() else 140)
 err_console = Console(stderr=True)
 
 
@@ -126,6 +126,89 @@ def _print_summary(s: dict) -> None:
     console.print(f"program {s['program']}: {c['multiplications']:,} secret multiplications, {c['truncations']:,} truncations, "
                   f"{c['comparisons']:,} comparisons")
     console.print(f"wrote {s['files']} files, {s['bytes']:,} bytes to {s['out']} in {s['build_seconds']} s")
+
+
+@app.command()
+def verify(
+    directory: Optional[Path] = typer.Argument(None, help="directory written by build (default: the last build's --out)"),
+    input: List[Path] = typer.Option([], "--input", help="extra input image(s) to check"),
+    dataset: Optional[Path] = typer.Option(None, "--dataset", help="data set .npz (x uint8 NHWC, y labels)"),
+    limit: Optional[int] = typer.Option(None, "--limit", help="use the first N images of the data set"),
+    model: Optional[Path] = typer.Option(None, "--model", help="the original model (default: from manifest.json)"),
+    json_path: Optional[Path] = typer.Option(None, "--json", help="write the report as JSON to this file"),
+    plot: Optional[Path] = typer.Option(None, "--plot", help="write a PNG of per-layer error vs bound"),
+    mpc_log: Optional[Path] = typer.Option(None, "--mpc-log", help="log of a real run: check its logits against the reference"),
+    no_onnx: bool = typer.Option(False, "--no-onnx", help="skip the onnxruntime cross-check"),
+):
+    """Prove a build right: integrity, bit-exact reference from the files, per-layer float cross-checks."""
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+    from .verify import VerifyOptions, verify as run_verify
+
+    if directory is None:
+        last = _last_build_file()
+        if not last.is_file():
+            raise UserError("no directory given and no previous build recorded; pass the build's --out directory")
+        directory = Path(last.read_text().strip())
+    if limit is not None and limit < 1:
+        raise UserError(f"--limit must be at least 1, got {limit}")
+    opts = VerifyOptions(directory=directory, inputs=list(input), dataset=dataset, limit=limit, model=model,
+                         mpc_log=mpc_log, onnx=not no_onnx)
+    with Progress(TextColumn("reference"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(), console=err_console, transient=True) as progress:
+        task = progress.add_task("images", total=None)
+        report = run_verify(opts, progress=lambda done, total: progress.update(task, completed=done, total=total))
+    if json_path:
+        json_path.write_text(json.dumps(report, indent=2) + "\n")
+    if plot:
+        _plot(report, plot)
+    _print_report(report)
+    if not report["ok"]:
+        bad = [r["name"] for r in report["layers"] if not r["ok"]]
+        raise VerificationFailed(f"verification failed at {', '.join(bad) or 'the MPC log'}")
+
+
+def _print_report(r: dict) -> None:
+    table = Table(title=f"per-layer check, {r['images']} image(s), units of 2^-{r['frac_bits']} (ulp)")
+    for col in ("layer", "torch module", "max |ref - torch|", "mean", "tolerance", "max |ref - onnx|", "MPC bound", "ok"):
+        table.add_column(col)
+    for row in r["layers"]:
+        table.add_row(row["name"], row["torch_module"], f"{row['max_ulp_err']:.1f}", f"{row['mean_abs_err'] * 2 ** r['frac_bits']:.2f}",
+                      f"{row['tolerance_ulp']:.1f}", f"{row['onnx_max_abs_err'] * 2 ** r['frac_bits']:.1f}", str(row["bound_ulp"]),
+                      "[green]ok[/]" if row["ok"] else "[red]FAIL[/]")
+    console.print(table)
+    tight = min(r["overflow"], key=lambda o: o["headroom_bits"])
+    console.print(f"tightest intermediate: {tight['node']} {tight['stage']} at 2^{tight['peak_bits']} of 2^{tight['limit_bits']} "
+                  f"({tight['headroom_bits']} bits headroom)")
+    line = f"argmax agreement fixed vs float: {r['agreement'] * 100:.2f} % of {r['images']}; worst logit error {r['worst_logit_err']:.4f}"
+    if r.get("float_acc") is not None:
+        line += f"; accuracy float {r['float_acc'] * 100:.2f} %, fixed point {r['fixed_acc'] * 100:.2f} %"
+    console.print(line)
+    if "mpc" in r:
+        m = r["mpc"]
+        console.print(f"MPC log: max |MPC - reference| = {m['max_ulp_err']} ulp, bound {m['bound_ulp']} ulp: {'ok' if m['ok'] else 'FAIL'}")
+    console.print(("[green]verified[/]" if r["ok"] else "[red]verification FAILED[/]") + f" in {r['seconds']} s")
+
+
+def _plot(report: dict, path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    rows = report["layers"]
+    names = [r["name"] for r in rows]
+    xs = range(len(rows))
+    fig, ax = plt.subplots(figsize=(9, 4))
+    ax.semilogy(xs, [max(r["max_ulp_err"], 1e-2) for r in rows], "o-", label="max |reference - torch| (ulp)")
+    ax.semilogy(xs, [r["tolerance_ulp"] for r in rows], "s--", label="derived tolerance (ulp)")
+    ax.semilogy(xs, [max(r["bound_ulp"], 1e-2) for r in rows], "^:", label="bound |MPC - reference| (ulp)")
+    ax.set_xticks(list(xs), names, rotation=30, ha="right")
+    ax.set_ylabel(f"units of 2^-{report['frac_bits']}")
+    ax.set_title(f"mpc-export verify: {report['images']} image(s)")
+    ax.legend()
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
 
 
 def main() -> None:

@@ -43,7 +43,7 @@ class Op:
         if cls.name in OPS:
             raise TypeError(f"op {cls.name!r} defined twice")
         if cls.executable:
-            for member in ("ref_fixed", "stages", "worst_case", "error_ulp", "cost", "template_args"):
+            for member in ("ref_fixed", "stages", "worst_case", "error_ulp", "float_tolerance", "cost", "template_args"):
                 if getattr(cls, member) is getattr(Op, member):
                     raise TypeError(f"executable op {cls.name} lacks {member}")
         OPS[cls.name] = cls
@@ -76,6 +76,12 @@ class Op:
 
     @classmethod
     def error_ulp(cls, node, fx, in_error: int) -> int:
+        raise NotImplementedError(cls.name)
+
+    @classmethod
+    def float_tolerance(cls, node, fx, in_error: float, in_peak: float) -> float:
+        """Sound bound (real units) on |fixed reference - float| at this op's output, given the largest
+        deviation in_error of its input and the largest |float input| in_peak."""
         raise NotImplementedError(cls.name)
 
     @classmethod

@@ -115,6 +115,20 @@ class ConvBlock(Op):
         return err
 
     @classmethod
+    def float_tolerance(cls, node, fx, in_error, in_peak):
+        """Quantization step x fan-in: each weight, bias, new_gamma, new_beta is off by <= 2^-(F+1);
+        the input by in_error; each floor loses < 2^-F."""
+        half, step = 2.0 ** -(fx.frac_bits + 1), 2.0 ** -fx.frac_bits
+        w = node.params["weight"]
+        sums = np.sum(np.abs(w), axis=(1, 2, 3))
+        fan_in = w[0].size
+        acc_err = sums * in_error + fan_in * half * (in_peak + in_error) + half
+        acc_peak = sums * in_peak + np.abs(node.params["bias"])
+        gamma_q = np.abs(node.qparams["new_gamma"]) / 2.0**fx.frac_bits
+        err = float(np.max(gamma_q * acc_err + half * acc_peak + half)) + step
+        return err + step if node.attrs["pool"] else err
+
+    @classmethod
     def cost(cls, node, fx):
         o, i, _, _ = node.params["weight"].shape
         c, h, w = node.in_shapes[0]

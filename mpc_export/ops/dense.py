@@ -70,6 +70,14 @@ class Dense(Op):
         return -(-worst // 2**fx.frac_bits) + 1
 
     @classmethod
+    def float_tolerance(cls, node, fx, in_error, in_peak):
+        """Quantization step x fan-in, plus the input deviation through sum|w|, plus one floor."""
+        half, step = 2.0 ** -(fx.frac_bits + 1), 2.0 ** -fx.frac_bits
+        w = node.params["weight"]
+        sums = np.sum(np.abs(w), axis=1)
+        return float(np.max(sums * in_error + w.shape[1] * half * (in_peak + in_error) + half)) + step
+
+    @classmethod
     def cost(cls, node, fx):
         out, fan_in = node.params["weight"].shape
         relu = 1 if node.attrs["relu"] else 0

@@ -40,6 +40,11 @@ class Input(Op):
         return 0
 
     @classmethod
+    def float_tolerance(cls, node, fx, in_error, in_peak):
+        """Encoding rounds to the nearest multiple of 2^-F."""
+        return 2.0 ** -(fx.frac_bits + 1)
+
+    @classmethod
     def cost(cls, node, fx):
         return {"multiplications": 0, "truncations": 0, "comparisons": 0}
 

@@ -1,0 +1,174 @@
+"""`mpc-export verify`: integrity, the fixed-point reference from the written files, float oracles."""
+
+from __future__ import annotations
+
+import re
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from ..errors import UserError, VerificationFailed
+from ..export.writer import sha256_file
+from ..fold import lower_for_mpc
+from ..load import load_model
+from ..load.images import load_image
+from ..load.torch_models import torch_module
+from ..quantize.fixedpoint import FixedSpec, bits_of, decode, encode
+from ..reference.run import Trace, run_fixed
+from ..verify.crosscheck import OnnxOracle, torch_layer_outputs
+from ..verify.integrity import attach_parameters, check_files, read_manifest
+from ..verify.layers import LayerTable
+
+
+@dataclass
+class VerifyOptions:
+    directory: Path
+    inputs: list[Path] = field(default_factory=list)
+    dataset: Path | None = None
+    limit: int | None = None
+    model: Path | None = None
+    mpc_log: Path | None = None
+    batch: int = 250
+    onnx: bool = True
+
+
+def _spec(manifest: dict) -> FixedSpec:
+    f = manifest["fixed_point"]
+    return FixedSpec(f["frac_bits"], f["total_bits"], f["kappa"], f["prime_bits"], f["reading_precision"])
+
+
+def load_reference(directory: Path, model: Path | None):
+    """(manifest, fx, graph with parameters from the files, parsed files, model path)."""
+    manifest = read_manifest(directory)
+    parsed = check_files(directory, manifest)
+    model_path = Path(model) if model else Path(manifest["model"]["path"])
+    if not model_path.is_file():
+        raise UserError(f"model {model_path} (from manifest.json) not found; pass --model")
+    if sha256_file(model_path) != manifest["model"]["sha256"]:
+        raise VerificationFailed(f"{model_path}: SHA-256 differs from the model this directory was built from")
+    fx = _spec(manifest)
+    graph, _ = lower_for_mpc(load_model(model_path))
+    attach_parameters(graph, fx, manifest, parsed)
+    return manifest, fx, graph, parsed, model_path
+
+
+def _check_expected_outputs(manifest, graph, parsed, fixed_by_execution) -> None:
+    for entry in manifest["files"]:
+        if entry.get("role") != "expected_output":
+            continue
+        got = fixed_by_execution[entry["execution"]][entry["tensor"]].ravel()
+        written = parsed[entry["path"]]
+        diff = np.flatnonzero(written != got)
+        if diff.size:
+            i = int(diff[0])
+            raise VerificationFailed(f"{entry['path']}: element {i} is {written[i]}, the reference computes {got[i]}")
+
+
+def _check_overflow(graph, fx, trace: Trace) -> list[dict]:
+    report = []
+    for node in graph.nodes:
+        for stage in node.spec.stages(node, fx):
+            peak = trace.peaks.get((node.name, stage.name), 0)
+            report.append({"node": node.name, "stage": stage.name, "limit_bits": stage.limit_bits,
+                           "peak_bits": round(bits_of(peak), 2), "headroom_bits": round(stage.limit_bits - bits_of(peak), 2)})
+            if peak >= 2**stage.limit_bits:
+                raise VerificationFailed(f"overflow at {node.name} ({stage.name}): a value needs {bits_of(peak):.1f} bits, "
+                                         f"the budget is {stage.limit_bits} bits (K = {fx.total_bits}); it would wrap in the MPC run")
+    return report
+
+
+def _batches_from_dataset(path: Path, limit: int | None, batch: int):
+    try:
+        data = np.load(path)
+        x, y = data["x"], data["y"]
+    except (OSError, KeyError, ValueError) as exc:
+        raise UserError(f"{path}: not a data set .npz with x (N, 32, 32, 3) uint8 and y (N,): {exc}") from None
+    n = len(x) if limit is None else min(limit, len(x))
+    for start in range(0, n, batch):
+        xb = x[start:start + batch].transpose(0, 3, 1, 2).astype(np.float64) / 255.0
+        yield xb, y[start:start + batch].astype(np.int64), n
+
+
+def parse_mpc_log(path: Path) -> dict[int, dict[int, int]]:
+    """LOGIT <execution> <index> <raw integer> lines printed by the generated program."""
+    found: dict[int, dict[int, int]] = {}
+    for line in path.read_text(errors="replace").splitlines():
+        m = re.search(r"LOGIT (\d+) (\d+) (-?\d+)", line)
+        if m:
+            found.setdefault(int(m.group(1)), {})[int(m.group(2))] = int(m.group(3))
+    if not found:
+        raise UserError(f"{path}: no LOGIT lines (is this the log of a run of the generated program?)")
+    return found
+
+
+def verify(opts: VerifyOptions, progress=None) -> dict:
+    started = time.perf_counter()
+    manifest, fx, graph, parsed, model_path = load_reference(opts.directory, opts.model)
+    module = torch_module(graph.name, model_path)
+    oracle = OnnxOracle(module, graph) if opts.onnx else None
+    table = LayerTable(graph, fx)
+    trace = Trace()
+    out_name = graph.output.name
+    report: dict = {"directory": str(opts.directory), "model": str(model_path)}
+
+    if opts.dataset:
+        correct_float = correct_fixed = agree = seen = 0
+        worst_logit = 0.0
+        for xb, yb, total in _batches_from_dataset(opts.dataset, opts.limit, opts.batch):
+            fixed = run_fixed(graph, fx, encode(xb, fx.frac_bits), trace)
+            flt = torch_layer_outputs(module, graph, xb)
+            table.add(fixed, flt, oracle.run(xb) if oracle else None, xb)
+            ref_logits, flt_logits = decode(fixed[out_name], fx.frac_bits), flt[out_name]
+            correct_float += int(np.sum(np.argmax(flt_logits, 1) == yb))
+            correct_fixed += int(np.sum(np.argmax(ref_logits, 1) == yb))
+            agree += int(np.sum(np.argmax(flt_logits, 1) == np.argmax(ref_logits, 1)))
+            worst_logit = max(worst_logit, float(np.abs(ref_logits - flt_logits).max()))
+            seen += len(xb)
+            if progress:
+                progress(seen, total)
+        if seen == 0:
+            raise UserError(f"{opts.dataset}: no images (check --limit)")
+        report.update(images=seen, float_acc=correct_float / seen, fixed_acc=correct_fixed / seen,
+                      agreement=agree / seen, worst_logit_err=worst_logit, dataset=str(opts.dataset))
+    else:
+        executions = sorted(manifest["executions"], key=lambda e: e["index"])
+        x_int = [parsed[e["path"]].reshape(graph.input_shape) for e in executions]
+        x_int += [encode(load_image(p, graph.input_shape), fx.frac_bits) for p in opts.inputs]
+        x_int = np.stack(x_int)
+        x_real = decode(x_int, fx.frac_bits)
+        fixed = run_fixed(graph, fx, x_int, trace)
+        flt = torch_layer_outputs(module, graph, x_real)
+        table.add(fixed, flt, oracle.run(x_real) if oracle else None, x_real)
+        _check_expected_outputs(manifest, graph, parsed, {e["index"]: {k: v[i] for k, v in fixed.items()} for i, e in enumerate(executions)})
+        ref_logits, flt_logits = decode(fixed[out_name], fx.frac_bits), flt[out_name]
+        agree = int(np.sum(np.argmax(ref_logits, 1) == np.argmax(flt_logits, 1)))
+        report.update(images=len(x_int), agreement=agree / len(x_int), float_acc=None, fixed_acc=None,
+                      worst_logit_err=float(np.abs(ref_logits - flt_logits).max()),
+                      predictions=[{"fixed": int(a), "float": int(b)} for a, b in zip(np.argmax(ref_logits, 1), np.argmax(flt_logits, 1))])
+        report["fixed_logits"] = {e["index"]: [int(v) for v in fixed[out_name][i]] for i, e in enumerate(executions)}
+
+    report["overflow"] = _check_overflow(graph, fx, trace)
+    rows = table.rows()
+    report["layers"] = rows
+    report["frac_bits"] = fx.frac_bits
+    if opts.mpc_log:
+        report["mpc"] = _compare_mpc_log(opts.mpc_log, report.get("fixed_logits", {}), rows[-1]["bound_ulp"])
+    report["ok"] = all(r["ok"] for r in rows) and report.get("mpc", {}).get("ok", True)
+    report["seconds"] = round(time.perf_counter() - started, 2)
+    return report
+
+
+def _compare_mpc_log(path: Path, fixed_logits: dict, bound: int) -> dict:
+    logged = parse_mpc_log(path)
+    worst = 0
+    for execution, values in logged.items():
+        if execution not in fixed_logits:
+            raise VerificationFailed(f"{path}: execution {execution} is not one of this build's executions")
+        ref = fixed_logits[execution]
+        if sorted(values) != list(range(len(ref))):
+            raise VerificationFailed(f"{path}: execution {execution} printed logits {sorted(values)}, expected 0..{len(ref) - 1}")
+        for j, v in values.items():
+            worst = max(worst, abs(v - ref[j]))
+    return {"executions": sorted(logged), "max_ulp_err": worst, "bound_ulp": bound, "ok": worst <= bound}

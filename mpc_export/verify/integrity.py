@@ -1,0 +1,100 @@
+"""Integrity of a build directory: every file in manifest.json exists, hashes match, parses under the
+runtime's rules with the exact element count; parameter files also equal the model re-quantized."""
+
+from __future__ import annotations
+
+import copy
+import json
+from pathlib import Path
+
+import numpy as np
+
+from ..errors import UserError, VerificationFailed
+from ..export.tokens import parse_token
+from ..export.writer import sha256_file
+from ..quantize.graph import quantize_graph
+
+CHECKED_ROLES = ("parameter", "input", "expected_output")
+
+
+def read_manifest(directory: Path) -> dict:
+    path = directory / "manifest.json"
+    if not path.is_file():
+        raise UserError(f"{directory}: no manifest.json (is this a directory written by `mpc-export build`?)")
+    try:
+        return json.loads(path.read_text())
+    except json.JSONDecodeError as exc:
+        raise VerificationFailed(f"{path}: not valid JSON: {exc}") from None
+
+
+def _where(entry: dict) -> str:
+    channel = f", channel {entry['channel']}" if "channel" in entry else ""
+    return f"{entry['path']}{channel}"
+
+
+def parse_file(directory: Path, entry: dict, reading_precision: int) -> np.ndarray:
+    text = (directory / entry["path"]).read_text()
+    tokens = text.split()
+    values = []
+    for index, token in enumerate(tokens):
+        try:
+            values.append(parse_token(token, reading_precision))
+        except ValueError as exc:
+            raise VerificationFailed(f"{_where(entry)}: element {index}: {exc}; the runtime would abort") from None
+    if "count" in entry and len(values) != entry["count"]:
+        raise VerificationFailed(f"{_where(entry)}: {len(values)} values, the program reads {entry['count']}")
+    return np.array(values, dtype=np.int64)
+
+
+def check_files(directory: Path, manifest: dict) -> dict[str, np.ndarray]:
+    """Hash and parse every file; return the parsed integers of data files by path."""
+    parsed = {}
+    for entry in manifest["files"]:
+        path = directory / entry["path"]
+        if not path.is_file():
+            raise VerificationFailed(f"{_where(entry)}: file is missing")
+        digest = sha256_file(path)
+        if digest != entry["sha256"]:
+            detail = ""
+            if entry.get("role") in CHECKED_ROLES:
+                detail = _first_difference(directory, entry, manifest)
+            raise VerificationFailed(f"{_where(entry)}: SHA-256 differs from the manifest (file changed after build){detail}")
+        if entry.get("role") in CHECKED_ROLES:
+            parsed[entry["path"]] = parse_file(directory, entry, entry["reading_precision"])
+    return parsed
+
+
+def _first_difference(directory: Path, entry: dict, manifest: dict) -> str:
+    """For a changed data file, name the first element that differs from what build intended, if known."""
+    try:
+        values = parse_file(directory, entry, entry["reading_precision"])
+    except VerificationFailed as exc:
+        return f"; {str(exc).split(': ', 1)[-1]}"
+    return f"; it now holds {values.size} values" if values.size != entry.get("count") else ""
+
+
+def attach_parameters(graph, fx, manifest: dict, parsed: dict[str, np.ndarray]) -> None:
+    """Set node.qparams from the parsed files; fail naming file, channel and index where they differ
+    from the model quantized afresh (catches edits even when the manifest was edited too)."""
+    fresh = copy.deepcopy(graph)
+    quantize_graph(fresh, fx)
+    for entry in manifest["files"]:
+        if entry.get("role") != "parameter":
+            continue
+        node = graph.node(entry["node"])
+        values = parsed[entry["path"]].reshape(entry["shape"])
+        want = fresh.node(entry["node"]).qparams[entry["param"]]
+        if values.shape != want.shape:
+            raise VerificationFailed(f"{_where(entry)}: shape {values.shape}, the model has {want.shape}")
+        diff = np.flatnonzero(values.ravel() != want.ravel())
+        if diff.size:
+            i = int(diff[0])
+            raise VerificationFailed(
+                f"{_where(entry)}: element {i} is {values.ravel()[i]}, the model quantizes to {want.ravel()[i]} "
+                f"({diff.size} element(s) differ)"
+            )
+        node.qparams[entry["param"]] = values
+    for node in graph.nodes:
+        for param, _ in node.spec.params:
+            if param not in node.qparams:
+                raise VerificationFailed(f"{node.name}.{param}: no parameter file in the manifest")

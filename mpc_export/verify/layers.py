@@ -1,0 +1,85 @@
+"""Per-layer comparison of the fixed-point reference with float oracles, accumulated over batches."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from ..quantize.fixedpoint import decode
+
+
+@dataclass
+class LayerStats:
+    name: str
+    op: str
+    origin: str
+    max_abs_err: float = 0.0  # vs PyTorch float64, real units
+    sum_abs_err: float = 0.0
+    count: int = 0
+    peak: float = 0.0  # largest |float output|
+    onnx_max_abs_err: float = 0.0  # vs onnxruntime, real units
+    onnx_vs_torch: float = 0.0
+
+
+@dataclass
+class LayerTable:
+    graph: object
+    fx: object
+    stats: dict[str, LayerStats] = field(default_factory=dict)
+
+    def __post_init__(self):
+        for node in self.graph.nodes:
+            self.stats[node.name] = LayerStats(node.name, node.op, node.origin[-1] if node.origin else "input")
+
+    def add(self, fixed: dict, torch_out: dict, onnx_out: dict | None, x_real: np.ndarray) -> None:
+        for node in self.graph.nodes:
+            s = self.stats[node.name]
+            ref = decode(fixed[node.name], self.fx.frac_bits)
+            flt = x_real if node.op == "input" else torch_out[node.name].reshape(ref.shape)
+            err = np.abs(ref - flt)
+            s.max_abs_err = max(s.max_abs_err, float(err.max()))
+            s.sum_abs_err += float(err.sum())
+            s.count += err.size
+            s.peak = max(s.peak, float(np.abs(flt).max()))
+            if onnx_out is not None and node.name in onnx_out:
+                onnx = onnx_out[node.name].reshape(ref.shape).astype(np.float64)
+                s.onnx_max_abs_err = max(s.onnx_max_abs_err, float(np.abs(ref - onnx).max()))
+                s.onnx_vs_torch = max(s.onnx_vs_torch, float(np.abs(onnx - flt).max()))
+
+    def rows(self) -> list[dict]:
+        """Each layer with its derived tolerance (from the measured deviation of its input) and the
+        bound on |MPC - reference| from the probabilistic truncations (propagated from the input)."""
+        fx = self.fx
+        ulp = 2.0 ** -fx.frac_bits
+        rows = []
+        mpc_bound: dict[str, int] = {}
+        for node in self.graph.nodes:
+            s = self.stats[node.name]
+            if node.op == "input":
+                source_err, source_onnx, source_peak, in_bound = 0.0, 0.0, 1.0, 0
+            else:
+                source = self.stats[node.inputs[0]]
+                source_err, source_onnx, source_peak = source.max_abs_err, source.onnx_max_abs_err, source.peak
+                in_bound = mpc_bound[node.inputs[0]]
+            tolerance = node.spec.float_tolerance(node, fx, source_err, source_peak)
+            onnx_tolerance = node.spec.float_tolerance(node, fx, source_onnx, source_peak)
+            mpc_bound[node.name] = node.spec.error_ulp(node, fx, in_bound)
+            ok = s.max_abs_err <= tolerance and s.onnx_max_abs_err <= onnx_tolerance
+            rows.append({
+                "name": node.name,
+                "op": node.op,
+                "torch_module": s.origin,
+                "max_abs_err": s.max_abs_err,
+                "mean_abs_err": s.sum_abs_err / max(s.count, 1),
+                "max_ulp_err": s.max_abs_err / ulp,
+                "tolerance": tolerance,
+                "tolerance_ulp": tolerance / ulp,
+                "onnx_max_abs_err": s.onnx_max_abs_err,
+                "onnx_tolerance": onnx_tolerance,
+                "onnx_vs_torch": s.onnx_vs_torch,
+                "bound_ulp": mpc_bound[node.name],
+                "peak": s.peak,
+                "ok": bool(ok),
+            })
+        return rows
