@@ -139,6 +139,7 @@ def verify(
     plot: Optional[Path] = typer.Option(None, "--plot", help="write a PNG of per-layer error vs bound"),
     mpc_log: Optional[Path] = typer.Option(None, "--mpc-log", help="log of a real run: check its logits against the reference"),
     no_onnx: bool = typer.Option(False, "--no-onnx", help="skip the onnxruntime cross-check"),
+    min_agreement: float = typer.Option(99.5, "--min-agreement", help="fail below this argmax agreement (percent)"),
 ):
     """Prove a build right: integrity, bit-exact reference from the files, per-layer float cross-checks."""
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
@@ -153,7 +154,7 @@ def verify(
     if limit is not None and limit < 1:
         raise UserError(f"--limit must be at least 1, got {limit}")
     opts = VerifyOptions(directory=directory, inputs=list(input), dataset=dataset, limit=limit, model=model,
-                         mpc_log=mpc_log, onnx=not no_onnx)
+                         mpc_log=mpc_log, onnx=not no_onnx, min_agreement=min_agreement / 100.0)
     with Progress(TextColumn("reference"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(), console=err_console, transient=True) as progress:
         task = progress.add_task("images", total=None)
         report = run_verify(opts, progress=lambda done, total: progress.update(task, completed=done, total=total))
@@ -164,7 +165,12 @@ def verify(
     _print_report(report)
     if not report["ok"]:
         bad = [r["name"] for r in report["layers"] if not r["ok"]]
-        raise VerificationFailed(f"verification failed at {', '.join(bad) or 'the MPC log'}")
+        if bad:
+            raise VerificationFailed(f"verification failed: {', '.join(bad)} outside the derived tolerance")
+        if not report["agreement_ok"]:
+            raise VerificationFailed(f"verification failed: argmax agreement {report['agreement'] * 100:.2f} % is below "
+                                     f"--min-agreement {report['min_agreement'] * 100:.2f} %")
+        raise VerificationFailed("verification failed: the MPC log deviates from the reference beyond the bound")
 
 
 def _print_report(r: dict) -> None:

@@ -32,6 +32,7 @@ class VerifyOptions:
     mpc_log: Path | None = None
     batch: int = 250
     onnx: bool = True
+    min_agreement: float = 0.995
 
 
 def _spec(manifest: dict) -> FixedSpec:
@@ -87,8 +88,9 @@ def _batches_from_dataset(path: Path, limit: int | None, batch: int):
         raise UserError(f"{path}: not a data set .npz with x (N, 32, 32, 3) uint8 and y (N,): {exc}") from None
     n = len(x) if limit is None else min(limit, len(x))
     for start in range(0, n, batch):
-        xb = x[start:start + batch].transpose(0, 3, 1, 2).astype(np.float64) / 255.0
-        yield xb, y[start:start + batch].astype(np.int64), n
+        stop = min(start + batch, n)
+        xb = x[start:stop].transpose(0, 3, 1, 2).astype(np.float64) / 255.0
+        yield xb, y[start:stop].astype(np.int64), n
 
 
 def parse_mpc_log(path: Path) -> dict[int, dict[int, int]]:
@@ -155,7 +157,9 @@ def verify(opts: VerifyOptions, progress=None) -> dict:
     report["frac_bits"] = fx.frac_bits
     if opts.mpc_log:
         report["mpc"] = _compare_mpc_log(opts.mpc_log, report.get("fixed_logits", {}), rows[-1]["bound_ulp"])
-    report["ok"] = all(r["ok"] for r in rows) and report.get("mpc", {}).get("ok", True)
+    report["min_agreement"] = opts.min_agreement
+    report["agreement_ok"] = report["agreement"] >= opts.min_agreement
+    report["ok"] = all(r["ok"] for r in rows) and report.get("mpc", {}).get("ok", True) and report["agreement_ok"]
     report["seconds"] = round(time.perf_counter() - started, 2)
     return report
 
