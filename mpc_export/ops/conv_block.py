@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..quantize.fixedpoint import floor_shift, max_abs, to_exact
+from ..quantize.fixedpoint import FLOAT64_EXACT_BITS, floor_shift, max_abs, to_exact
 from ..reference import exact
 from ._kernels import conv2d_float, pool2x2_sum, window_out
 from .base import Op, Stage
@@ -56,6 +56,37 @@ class ConvBlock(Op):
 
     @classmethod
     def ref_fixed(cls, node, fx, x, trace):
+        """The schedule in the module docstring, exact. Fast path: integer-valued float64 arrays when a
+        bound from the weights and the actual input proves every intermediate < 2^53; else int64 / Python ints."""
+        q = node.qparams
+        f = fx.frac_bits
+        acc_bound = max_abs(x) * int(np.max(_weight_abs_sums(node))) + max_abs(q["bias"]) * 2**f
+        scaled_bound = acc_bound * max_abs(q["new_gamma"]) + max_abs(q["new_beta"]) * 2 ** (2 * f)
+        if scaled_bound < 2**FLOAT64_EXACT_BITS:
+            return cls._ref_fixed_float64(node, fx, x, trace)
+        return cls._ref_fixed_int(node, fx, x, trace)
+
+    @classmethod
+    def _ref_fixed_float64(cls, node, fx, x, trace):
+        q = node.qparams
+        f = fx.frac_bits
+        acc = conv2d_float(x.astype(np.float64), q["weight"].astype(np.float64), q["bias"].astype(np.float64) * 2.0**f, 1, 1)
+        trace.record(node, "accumulator", acc)
+        scaled = acc
+        scaled *= q["new_gamma"].astype(np.float64)[None, :, None, None]
+        scaled += (q["new_beta"].astype(np.float64) * 2.0 ** (2 * f))[None, :, None, None]
+        trace.record(node, "scaled", scaled)
+        y = np.floor(scaled * 2.0 ** (-2 * f))
+        trace.record(node, "truncated", y)
+        np.maximum(y, 0.0, out=y)
+        if node.attrs["pool"]:
+            total = pool2x2_sum(y)
+            trace.record(node, "pool_sum", total)
+            y = np.floor(total * 0.25)
+        return y.astype(np.int64)
+
+    @classmethod
+    def _ref_fixed_int(cls, node, fx, x, trace):
         q = node.qparams
         f = fx.frac_bits
         acc = exact.conv2d(x, q["weight"], padding=1)

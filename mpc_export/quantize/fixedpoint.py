@@ -83,7 +83,7 @@ def max_abs(v: np.ndarray) -> int:
         return 0
     if v.dtype == object:
         return int(max(abs(int(a)) for a in v.ravel()))
-    return int(np.max(np.abs(v)))
+    return max(int(v.max()), -int(v.min()))
 
 
 def fits_int64(bound: int) -> bool:
