@@ -37,7 +37,7 @@ def test_reference_equals_slow_python_int_schedule_on_the_seed_model():
     layers = []
     for node in graph.nodes[1:]:
         kind = "conv" if node.op == "conv_block" else "dense"
-        layers.append({"kind": kind, "q": node.qparams, "pool": node.attrs.get("pool"), "relu": node.attrs.get("relu")})
+        layers.append({"kind": kind, "q": node.qparams, "pool": node.attrs.get("post_pool"), "relu": node.attrs.get("relu")})
     slow = slow_reference.run(layers, x, fx.frac_bits)
     fast = run_fixed(graph, fx, x[None])
     for node, want in zip(graph.nodes[1:], slow):

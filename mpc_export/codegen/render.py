@@ -48,8 +48,7 @@ class Layout:
             self._param[(pf.node, pf.param)] = buf
         self.buffers.extend(self._param[(pf.node, pf.param)] for pf in params)
         for node in graph.nodes:
-            consumers = graph.consumers(node.name)
-            layout = consumers[0].spec.input_layout if consumers else "dense"
+            layout = self._layout_for(node)
             if layout == "padded":
                 c, h, w = node.shape
                 size, doc = c * (h + 2) * (w + 2), f"{node.name} output, CHW planes of ({h}+2) x ({w}+2), zero border"
@@ -60,6 +59,14 @@ class Layout:
             self.buffers.append(buf)
             if node.op == "input":
                 self.buffers.append(Buffer("INPUT_STAGING", "sint", _prod(node.shape), "dense", "input as read, dense CHW"))
+
+    def _layout_for(self, node) -> str:
+        """Zero-padded planes if any consumer reads planes, else a dense vector (also for the output)."""
+        wanted = {c.spec.input_layout for c in self.graph.consumers(node.name)} or {"dense"}
+        layout = "padded" if "padded" in wanted else "dense"
+        if layout not in node.spec.output_layouts:
+            raise NotImplementedError(f"{node.name} ({node.op}) cannot write the {layout} layout its consumers read")
+        return layout
 
     def param(self, node, name: str) -> str:
         return self._param[(node.name, name)].name

@@ -1,7 +1,7 @@
 """Graph passes from the float IR to the fixed-point IR the program executes.
 
 Each pass is a function ``(graph) -> int`` (number of rewrites); ``lower_for_mpc`` runs them in order
-and returns a log of what ran. The BatchNorm folding formula lives only in ``bn_to_affine``.
+and returns a log of what ran. The BatchNorm folding formula lives only in ``fold_batchnorm``.
 """
 
 from __future__ import annotations
@@ -14,15 +14,19 @@ from ..errors import UserError
 from ..ir import Graph, Node
 
 
+def _bypass(graph: Graph, node: Node) -> None:
+    """Remove a single-input node, rewiring its consumers to its input."""
+    (source,) = node.inputs
+    graph.nodes.remove(node)
+    for n in graph.nodes:
+        n.inputs = [source if i == node.name else i for i in n.inputs]
+
+
 def drop_identity(graph: Graph) -> int:
-    count = 0
-    for node in [n for n in graph.nodes if n.op == "identity"]:
-        (source,) = node.inputs
-        graph.nodes.remove(node)
-        for n in graph.nodes:
-            n.inputs = [source if i == node.name else i for i in n.inputs]
-        count += 1
-    return count
+    nodes = [n for n in graph.nodes if n.op == "identity"]
+    for node in nodes:
+        _bypass(graph, node)
+    return len(nodes)
 
 
 def fold_batchnorm(gamma, beta, mean, var, eps):
@@ -36,77 +40,103 @@ def fold_batchnorm(gamma, beta, mean, var, eps):
 
 
 def bn_to_affine(graph: Graph) -> int:
-    count = 0
-    for node in [n for n in graph.nodes if n.op == "batchnorm"]:
+    nodes = [n for n in graph.nodes if n.op == "batchnorm"]
+    for node in nodes:
         p = node.params
         new_gamma, new_beta = fold_batchnorm(p["gamma"], p["beta"], p["mean"], p["var"], node.attrs["eps"])
-        node.op = "affine"
+        node.op, node.attrs = "affine", {}
         node.params = {"new_gamma": new_gamma, "new_beta": new_beta}
-        node.attrs = {}
-        count += 1
-    return count
+    return len(nodes)
 
 
-def _chain(graph: Graph, start: Node, ops: list[str]) -> list[Node] | None:
-    """Nodes start -> ... with the given op kinds, each the sole consumer of the previous."""
-    chain = [start]
-    for op in ops:
-        consumers = graph.consumers(chain[-1].name)
-        if len(consumers) != 1 or consumers[0].op != op:
-            return None
-        chain.append(consumers[0])
-    return chain
+def _sole_consumer(graph: Graph, node: Node, op: str, **attrs) -> Node | None:
+    consumers = graph.consumers(node.name)
+    if len(consumers) != 1 or consumers[0].op != op:
+        return None
+    if any(consumers[0].attrs.get(k, v) != v for k, v in attrs.items()):
+        return None
+    return consumers[0]
 
 
 def fuse_conv_blocks(graph: Graph) -> int:
+    """conv2d [-> maxpool 2x2] [-> affine] [-> relu] [-> avgpool 2x2] => conv_block."""
     count = 0
     for conv in [n for n in graph.nodes if n.op == "conv2d"]:
-        chain = _chain(graph, conv, ["affine", "relu"])
-        if chain is None:
-            raise UserError(f"{conv.name}: only conv -> batchnorm -> relu blocks are supported by the program generator")
         w = conv.params["weight"]
-        if w.shape[2:] != (3, 3) or conv.attrs.get("stride", 1) != 1 or conv.attrs.get("padding", 0) != 1:
-            raise UserError(f"{conv.name}: only 3x3 convolutions with stride 1 and padding 1 are supported")
-        pooled = _chain(graph, chain[-1], ["avgpool"])
-        if pooled:
-            chain.append(pooled[-1])
-        affine = chain[1]
-        block = Node(
-            conv.name.replace("conv", "conv_layer_"),
-            "conv_block",
-            list(conv.inputs),
-            {"pool": pooled is not None},
-            {"weight": conv.params["weight"], "bias": conv.params["bias"],
-             "new_gamma": affine.params["new_gamma"], "new_beta": affine.params["new_beta"]},
-            origin=[o for n in chain for o in n.origin],
-        )
-        graph.replace(chain, block)
+        stride = conv.attrs.get("stride", 1)
+        if w.shape[2:] != (3, 3) or stride not in (1, 2) or conv.attrs.get("padding", 0) != 1:
+            raise UserError(f"{conv.name}: only 3x3 convolutions with padding 1 and stride 1 or 2 are supported")
+        chain = [conv]
+        pre = _sole_consumer(graph, chain[-1], "maxpool", kernel=2)
+        if pre is not None:
+            chain.append(pre)
+        affine = _sole_consumer(graph, chain[-1], "affine")
+        if affine is not None:
+            chain.append(affine)
+        relu = _sole_consumer(graph, chain[-1], "relu")
+        if relu is not None:
+            chain.append(relu)
+        post = _sole_consumer(graph, chain[-1], "avgpool") if relu is not None else None
+        if post is not None:
+            chain.append(post)
+        o = w.shape[0]
+        params = {
+            "weight": w,
+            "bias": conv.params.get("bias", np.zeros(o)),
+            "new_gamma": affine.params["new_gamma"] if affine else np.ones(o),
+            "new_beta": affine.params["new_beta"] if affine else np.zeros(o),
+        }
+        attrs = {"stride": stride, "pre_pool": pre is not None, "affine": affine is not None,
+                 "relu": relu is not None, "post_pool": post is not None}
         count += 1
+        block = Node(f"conv_layer_{count}", "conv_block", list(conv.inputs), attrs, params,
+                     origin=[o_ for n in chain for o_ in n.origin])
+        graph.replace(chain, block)
+    return count
+
+
+def fuse_add_relu(graph: Graph) -> int:
+    count = 0
+    for add in [n for n in graph.nodes if n.op == "add"]:
+        relu = _sole_consumer(graph, add, "relu")
+        if relu is not None:
+            add.attrs["relu"] = True
+            add.origin = add.origin + relu.origin
+            _bypass(graph, relu)
+            count += 1
+    return count
+
+
+def global_pools(graph: Graph) -> int:
+    """A pool whose window covers the whole map becomes a global pool (written as a dense vector)."""
+    count = 0
+    for node in list(graph.nodes):
+        if node.op not in ("mean_pool", "avgpool", "maxpool"):
+            continue
+        c, h, w = graph.node(node.inputs[0]).shape
+        if node.op == "mean_pool" or (node.op == "avgpool" and (h, w) == (2, 2)):
+            node.op, count = "global_avgpool", count + 1
+        elif node.op == "maxpool" and node.attrs.get("kernel", 2) >= h and node.attrs.get("kernel", 2) >= w:
+            node.op, count = "global_maxpool", count + 1
     return count
 
 
 def fuse_dense(graph: Graph) -> int:
     count = 0
-    index = 0
     for lin in [n for n in graph.nodes if n.op == "linear"]:
-        index += 1
-        relu = _chain(graph, lin, ["relu"])
-        chain = relu if relu else [lin]
-        inputs = list(lin.inputs)
-        source = graph.node(inputs[0])
-        if source.op == "flatten":  # the program reads a CHW buffer in C order: flatten is free
-            graph.nodes.remove(source)
-            inputs = list(source.inputs)
-            for n in graph.nodes:
-                n.inputs = [inputs[0] if i == source.name else i for i in n.inputs]
-        node = Node(f"linear_layer_{index}", "dense", inputs, {"relu": relu is not None},
+        relu = _sole_consumer(graph, lin, "relu")
+        chain = [lin, relu] if relu else [lin]
+        source = graph.node(lin.inputs[0])
+        if source.op == "flatten":  # the program reads the source in C order: flatten is free
+            _bypass(graph, source)
+        count += 1
+        node = Node(f"linear_layer_{count}", "dense", list(lin.inputs), {"relu": relu is not None},
                     {"weight": lin.params["weight"], "bias": lin.params["bias"]}, origin=[o for n in chain for o in n.origin])
         graph.replace(chain, node)
-        count += 1
     return count
 
 
-PIPELINE = [drop_identity, bn_to_affine, fuse_conv_blocks, fuse_dense]
+PIPELINE = [drop_identity, bn_to_affine, fuse_conv_blocks, fuse_add_relu, global_pools, fuse_dense]
 
 
 def lower_for_mpc(graph: Graph) -> tuple[Graph, list[tuple[str, int]]]:
@@ -114,9 +144,10 @@ def lower_for_mpc(graph: Graph) -> tuple[Graph, list[tuple[str, int]]]:
     graph = copy.deepcopy(graph)
     log = []
     for fn in PIPELINE:
+        graph.infer_shapes()
         log.append((fn.__name__, fn(graph)))
     graph.infer_shapes()
     for node in graph.nodes:
         if not node.spec.executable:
-            raise UserError(f"{node.name}: op {node.op!r} cannot be executed by the generated program yet")
+            raise UserError(f"{node.name}: op {node.op!r} (from {', '.join(node.origin) or 'the model'}) cannot be executed by the generated program")
     return graph, log

@@ -41,6 +41,25 @@ class Graph:
     input_shape: tuple[int, ...]
     name: str = "model"
     description: str = ""
+    # preprocessing of pixels in [0, 1] into the model input: (x - mean[c]) / std[c]
+    mean: tuple[float, ...] | None = None
+    std: tuple[float, ...] | None = None
+
+    def preprocess(self, pixels):
+        """pixels (N, C, H, W) or (C, H, W) in [0, 1] -> model input, float64."""
+        import numpy as np
+
+        x = np.asarray(pixels, dtype=np.float64)
+        if self.mean is None:
+            return x
+        shape = (-1, 1, 1)
+        return (x - np.array(self.mean).reshape(shape)) / np.array(self.std).reshape(shape)
+
+    def input_bound(self) -> float:
+        """Largest |model input| for pixels in [0, 1]."""
+        import numpy as np
+
+        return float(np.max(np.abs(np.stack([self.preprocess(np.zeros(self.input_shape)), self.preprocess(np.ones(self.input_shape))]))))
 
     def node(self, name: str) -> Node:
         for n in self.nodes:

@@ -27,3 +27,9 @@ def pool2x2_sum(x: np.ndarray) -> np.ndarray:
     """Sum of each non-overlapping 2x2 window of an (N, C, H, W) array (int or float, exact for ints)."""
     n, c, h, w = x.shape
     return x[:, :, : h - h % 2, : w - w % 2].reshape(n, c, h // 2, 2, w // 2, 2).sum(axis=(3, 5))
+
+
+def pool2x2_max(x: np.ndarray) -> np.ndarray:
+    """Max of each non-overlapping 2x2 window of an (N, C, H, W) array."""
+    n, c, h, w = x.shape
+    return x[:, :, : h - h % 2, : w - w % 2].reshape(n, c, h // 2, 2, w // 2, 2).max(axis=(3, 5))

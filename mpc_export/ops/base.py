@@ -40,6 +40,8 @@ class Op:
         super().__init_subclass__(**kwargs)
         if not cls.name:
             raise TypeError(f"{cls.__name__} has no op name")
+        if cls.name.startswith("_"):  # an abstract family base, not an op
+            return
         if cls.name in OPS:
             raise TypeError(f"op {cls.name!r} defined twice")
         if cls.executable:
@@ -54,7 +56,8 @@ class Op:
         return in_shapes[0]
 
     @classmethod
-    def ref_float(cls, node, x: np.ndarray) -> np.ndarray:
+    def ref_float(cls, node, *xs: np.ndarray) -> np.ndarray:
+        """float64 kernel on batches (N, ...), one array per input."""
         raise NotImplementedError(cls.name)
 
     @classmethod
@@ -63,7 +66,7 @@ class Op:
 
     # ---- fixed-point side (executable ops)
     @classmethod
-    def ref_fixed(cls, node, fx, x: np.ndarray, trace) -> np.ndarray:
+    def ref_fixed(cls, node, fx, trace, *xs: np.ndarray) -> np.ndarray:
         raise NotImplementedError(cls.name)
 
     @classmethod
@@ -71,17 +74,19 @@ class Op:
         raise NotImplementedError(cls.name)
 
     @classmethod
-    def worst_case(cls, node, fx, in_bound: int) -> tuple[dict[str, int], int]:
+    def worst_case(cls, node, fx, *in_bounds: int) -> tuple[dict[str, int], int]:
+        """Sound bound on |v| of each stage and of the output, given bounds on the inputs' |v|."""
         raise NotImplementedError(cls.name)
 
     @classmethod
-    def error_ulp(cls, node, fx, in_error: int) -> int:
+    def error_ulp(cls, node, fx, *in_errors: int) -> int:
+        """Bound on |MPC - reference| at the output (units of 2^-F), given those of the inputs."""
         raise NotImplementedError(cls.name)
 
     @classmethod
-    def float_tolerance(cls, node, fx, in_error: float, in_peak: float) -> float:
+    def float_tolerance(cls, node, fx, in_errors: list[float], in_peaks: list[float]) -> float:
         """Sound bound (real units) on |fixed reference - float| at this op's output, given the largest
-        deviation in_error of its input and the largest |float input| in_peak."""
+        deviation of each input and the largest |float input|."""
         raise NotImplementedError(cls.name)
 
     @classmethod
@@ -92,5 +97,7 @@ class Op:
     def template_args(cls, node, fx, layout) -> dict:
         raise NotImplementedError(cls.name)
 
-    # which activation layout the op's program reads: "padded" (zero-padded planes) or "dense"
+    # which activation layout the op's program reads: "padded" (zero-padded planes) or "dense",
+    # and which it can write
     input_layout: str = "dense"
+    output_layouts: tuple[str, ...] = ("padded", "dense")

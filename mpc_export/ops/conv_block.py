@@ -1,12 +1,14 @@
-"""conv_block: 3x3 convolution (stride 1, padding 1) + bias, folded batch norm, ReLU, optional 2x2 avg pool.
+"""conv_block: 3x3 convolution (padding 1, stride 1 or 2) + bias, optional 2x2 max pool, optional folded
+batch norm, one truncation, optional ReLU, optional 2x2 average pool.
 
-This is the fused block FANNG-MPC's pruned-ResNet program runs, with its batched truncation schedule
-(all integers; x at scale 2^F, w, bias, new_gamma, new_beta at scale 2^F):
+The batched truncation schedule (all integers; x at scale 2^F; w, bias, new_gamma, new_beta at 2^F):
 
-    acc     = sum(w * x) + bias * 2^F                      scale 2^2F
-    scaled  = acc * new_gamma + new_beta * 2^2F            scale 2^3F  (|v| < 2^(2K-1): TruncPr bit length 2K)
-    y       = relu(floor(scaled / 2^2F))                   scale 2^F   (|v| < 2^(K-1): LTZ on K bits)
-    pool    = floor((y00 + y01 + y10 + y11) / 4)           scale 2^F   (sum < 2^(K+1): TruncPr bit length K+2)
+    acc     = sum(w * x) + bias * 2^F                         scale 2^2F
+    acc     = max over 2x2 windows of acc   (if pre_pool)     scale 2^2F  (differences need < 2^(2K-1))
+    scaled  = acc * new_gamma + new_beta * 2^2F (if affine)   scale 2^3F  (|v| < 2^(2K-1): TruncPr bit length 2K)
+    y       = floor(scaled / 2^2F)   or floor(acc / 2^F)      scale 2^F   (|v| < 2^(K-1))
+    y       = relu(y)                       (if relu)
+    y       = floor((y00 + y01 + y10 + y11) / 4) (post_pool)  scale 2^F   (sum < 2^(K+1): TruncPr bit length K+2)
 
 The MPC program replaces each floor by TruncPr, which may add 1; ``error_ulp`` bounds the effect.
 """
@@ -17,12 +19,17 @@ import numpy as np
 
 from ..quantize.fixedpoint import FLOAT64_EXACT_BITS, floor_shift, max_abs, to_exact
 from ..reference import exact
-from ._kernels import conv2d_float, pool2x2_sum, window_out
+from ._kernels import conv2d_float, pool2x2_max, pool2x2_sum, window_out
 from .base import Op, Stage
 
 
 def _weight_abs_sums(node) -> np.ndarray:
-    return np.sum(np.abs(node.qparams["weight"].astype(object)), axis=(1, 2, 3))
+    """sum |w_q| per output channel, as Python ints (cached: the weights do not change)."""
+    cached = node.attrs.get("_abs_sums")
+    if cached is None or len(cached) != node.qparams["weight"].shape[0]:
+        cached = [int(v) for v in np.sum(np.abs(node.qparams["weight"].astype(np.int64)), axis=(1, 2, 3))]
+        node.attrs["_abs_sums"] = cached
+    return np.array(cached, dtype=object)
 
 
 class ConvBlock(Op):
@@ -31,174 +38,198 @@ class ConvBlock(Op):
     executable = True
     template = "conv_block"
     input_layout = "padded"
+    output_layouts = ("padded", "dense")
 
     @classmethod
     def infer_shape(cls, node, in_shapes, graph):
         c, h, w = in_shapes[0]
         o, i, kh, kw = node.params["weight"].shape
         assert (i, kh, kw) == (c, 3, 3)
-        if node.attrs["pool"]:
-            return (o, window_out(h, 2, 2, 0), window_out(w, 2, 2, 0))
+        s = node.attrs.get("stride", 1)
+        h, w = window_out(h, 3, s, 1), window_out(w, 3, s, 1)
+        if node.attrs.get("pre_pool"):
+            h, w = h // 2, w // 2
+        if node.attrs.get("post_pool"):
+            h, w = h // 2, w // 2
         return (o, h, w)
 
     @classmethod
     def ref_float(cls, node, x):
-        p = node.params
-        y = conv2d_float(x, p["weight"], p["bias"], 1, 1)
-        y = np.maximum(y * p["new_gamma"][:, None, None] + p["new_beta"][:, None, None], 0.0)
-        return pool2x2_sum(y) / 4.0 if node.attrs["pool"] else y
+        p, a = node.params, node.attrs
+        y = conv2d_float(x, p["weight"], p["bias"], a.get("stride", 1), 1)
+        if a.get("pre_pool"):
+            y = pool2x2_max(y)
+        if a.get("affine", True):
+            y = y * p["new_gamma"][:, None, None] + p["new_beta"][:, None, None]
+        if a.get("relu", True):
+            y = np.maximum(y, 0.0)
+        return pool2x2_sum(y) / 4.0 if a.get("post_pool") else y
 
     @classmethod
     def macs(cls, node, graph):
         o, i, kh, kw = node.params["weight"].shape
         c, h, w = node.in_shapes[0]
-        return int(o * i * kh * kw * h * w)
+        s = node.attrs.get("stride", 1)
+        return int(o * i * kh * kw * window_out(h, 3, s, 1) * window_out(w, 3, s, 1))
 
     @classmethod
-    def ref_fixed(cls, node, fx, x, trace):
-        """The schedule in the module docstring, exact. Fast path: integer-valued float64 arrays when a
-        bound from the weights and the actual input proves every intermediate < 2^53; else int64 / Python ints."""
-        q = node.qparams
+    def ref_fixed(cls, node, fx, trace, x):
+        """The schedule in the module docstring, exact: integer-valued float64 arrays when a bound from
+        the weights and the actual input proves every intermediate < 2^53, else int64 / Python ints."""
+        q, a = node.qparams, node.attrs
         f = fx.frac_bits
         acc_bound = max_abs(x) * int(np.max(_weight_abs_sums(node))) + max_abs(q["bias"]) * 2**f
-        scaled_bound = acc_bound * max_abs(q["new_gamma"]) + max_abs(q["new_beta"]) * 2 ** (2 * f)
-        if scaled_bound < 2**FLOAT64_EXACT_BITS:
-            return cls._ref_fixed_float64(node, fx, x, trace)
-        return cls._ref_fixed_int(node, fx, x, trace)
-
-    @classmethod
-    def _ref_fixed_float64(cls, node, fx, x, trace):
-        q = node.qparams
-        f = fx.frac_bits
-        acc = conv2d_float(x.astype(np.float64), q["weight"].astype(np.float64), q["bias"].astype(np.float64) * 2.0**f, 1, 1)
+        bound = acc_bound * max_abs(q["new_gamma"]) + max_abs(q["new_beta"]) * 2 ** (2 * f) if a.get("affine", True) else acc_bound
+        use_float = bound < 2**FLOAT64_EXACT_BITS
+        if use_float:
+            acc = conv2d_float(x.astype(np.float64), q["weight"].astype(np.float64), q["bias"].astype(np.float64) * 2.0**f, a.get("stride", 1), 1)
+            shift = lambda v, m: np.floor(v * 2.0**-m)  # noqa: E731  exact on integer-valued float64
+        else:
+            acc = exact.conv2d(x, q["weight"], padding=1, stride=a.get("stride", 1))
+            acc = to_exact(acc, bound) + to_exact(q["bias"], bound)[None, :, None, None] * 2**f
+            shift = floor_shift
         trace.record(node, "accumulator", acc)
-        scaled = acc
-        scaled *= q["new_gamma"].astype(np.float64)[None, :, None, None]
-        scaled += (q["new_beta"].astype(np.float64) * 2.0 ** (2 * f))[None, :, None, None]
-        trace.record(node, "scaled", scaled)
-        y = np.floor(scaled * 2.0 ** (-2 * f))
+        if a.get("pre_pool"):
+            acc = pool2x2_max(acc)
+        if a.get("affine", True):
+            gamma, beta = (q["new_gamma"].astype(np.float64), q["new_beta"].astype(np.float64) * 2.0 ** (2 * f)) if use_float else (
+                to_exact(q["new_gamma"], bound), to_exact(q["new_beta"], bound) * 2 ** (2 * f))
+            scaled = acc * gamma[None, :, None, None] + beta[None, :, None, None]
+            trace.record(node, "scaled", scaled)
+            y = shift(scaled, 2 * f)
+        else:
+            y = shift(acc, f)
         trace.record(node, "truncated", y)
-        np.maximum(y, 0.0, out=y)
-        if node.attrs["pool"]:
+        if a.get("relu", True):
+            y = np.maximum(y, 0)
+        if a.get("post_pool"):
             total = pool2x2_sum(y)
             trace.record(node, "pool_sum", total)
-            y = np.floor(total * 0.25)
-        return y.astype(np.int64)
-
-    @classmethod
-    def _ref_fixed_int(cls, node, fx, x, trace):
-        q = node.qparams
-        f = fx.frac_bits
-        acc = exact.conv2d(x, q["weight"], padding=1)
-        bound = max_abs(acc) + max_abs(q["bias"]) * 2**f
-        acc = to_exact(acc, bound) + to_exact(q["bias"], bound)[None, :, None, None] * 2**f
-        trace.record(node, "accumulator", acc)
-        gamma, beta = q["new_gamma"], q["new_beta"]
-        bound = bound * max_abs(gamma) + max_abs(beta) * 2 ** (2 * f)
-        scaled = to_exact(acc, bound) * to_exact(gamma, bound)[None, :, None, None] + to_exact(beta, bound)[None, :, None, None] * 2 ** (2 * f)
-        trace.record(node, "scaled", scaled)
-        y = floor_shift(scaled, 2 * f)
-        trace.record(node, "truncated", y)
-        y = np.maximum(y, 0)
-        if node.attrs["pool"]:
-            total = pool2x2_sum(y)
-            trace.record(node, "pool_sum", total)
-            y = floor_shift(total, 2)
+            y = shift(total, 2)
+        if use_float:
+            return y.astype(np.int64)
         return y.astype(np.int64) if y.dtype == object and max_abs(y) < 2**62 else y
 
     @classmethod
     def stages(cls, node, fx):
-        k = fx.total_bits
-        stages = [Stage("accumulator", 2 * k - 1), Stage("scaled", 2 * k - 1), Stage("truncated", k - 1)]
-        if node.attrs["pool"]:
+        k, a = fx.total_bits, node.attrs
+        stages = [Stage("accumulator", 2 * k - 2 if a.get("pre_pool") else 2 * k - 1)]
+        if a.get("affine", True):
+            stages.append(Stage("scaled", 2 * k - 1))
+        stages.append(Stage("truncated", k - 1))
+        if a.get("post_pool"):
             stages.append(Stage("pool_sum", k + 1))
         return stages
 
     @classmethod
     def worst_case(cls, node, fx, in_bound):
-        q = node.qparams
+        q, a = node.qparams, node.attrs
         f = fx.frac_bits
         sums = _weight_abs_sums(node)
         acc = [int(s) * in_bound + abs(int(b)) * 2**f for s, b in zip(sums, q["bias"])]
-        scaled = [a * abs(int(g)) + abs(int(be)) * 2 ** (2 * f) for a, g, be in zip(acc, q["new_gamma"], q["new_beta"])]
-        truncated = max(scaled) // 2 ** (2 * f) + 1
-        out = {"accumulator": max(acc), "scaled": max(scaled), "truncated": truncated}
-        if node.attrs["pool"]:
+        out = {"accumulator": max(acc)}
+        if a.get("affine", True):
+            scaled = [v * abs(int(g)) + abs(int(be)) * 2 ** (2 * f) for v, g, be in zip(acc, q["new_gamma"], q["new_beta"])]
+            out["scaled"] = max(scaled)
+            truncated = max(scaled) // 2 ** (2 * f) + 1
+        else:
+            truncated = max(acc) // 2**f + 1
+        out["truncated"] = truncated
+        if a.get("post_pool"):
             out["pool_sum"] = 4 * truncated
         return out, truncated
 
     @classmethod
     def error_ulp(cls, node, fx, in_error):
-        """|MPC - reference| after this block, in units of 2^-F, given that bound on its input.
-
-        The accumulator deviates by at most sum|w_o| * in_error (scale 2^2F), the scaled value by
-        |new_gamma_o| times that; flooring a deviation d by 2^2F gives at most ceil(d / 2^2F); TruncPr
-        adds at most 1; ReLU does not amplify; the pool's sum of four such deviations floored by 4 keeps
-        the bound and its TruncPr adds 1 more.
-        """
-        q = node.qparams
+        """The accumulator deviates by at most sum|w_o| * in_error (scale 2^2F); max pooling does not
+        amplify; x |new_gamma_o|; a floor by 2^m turns a deviation d into at most ceil(d / 2^m), and
+        TruncPr adds at most 1; ReLU does not amplify; the average pool keeps the bound and adds 1."""
+        q, a = node.qparams, node.attrs
         f = fx.frac_bits
         sums = _weight_abs_sums(node)
-        worst = max(int(s) * abs(int(g)) for s, g in zip(sums, q["new_gamma"])) * in_error
-        err = -(-worst // 2 ** (2 * f)) + 1
-        if node.attrs["pool"]:
-            err += 1
-        return err
+        if a.get("affine", True):
+            worst = max(int(s) * abs(int(g)) for s, g in zip(sums, q["new_gamma"])) * in_error
+            err = -(-worst // 2 ** (2 * f)) + 1
+        else:
+            err = -(-(int(max(sums)) * in_error) // 2**f) + 1
+        return err + 1 if a.get("post_pool") else err
 
     @classmethod
-    def float_tolerance(cls, node, fx, in_error, in_peak):
+    def float_tolerance(cls, node, fx, in_errors, in_peaks):
         """Quantization step x fan-in: each weight, bias, new_gamma, new_beta is off by <= 2^-(F+1);
-        the input by in_error; each floor loses < 2^-F."""
+        the input by in_error; each floor loses < 2^-F; max pooling, ReLU and averaging do not amplify."""
+        (in_error,), (in_peak,) = in_errors, in_peaks
         half, step = 2.0 ** -(fx.frac_bits + 1), 2.0 ** -fx.frac_bits
         w = node.params["weight"]
         sums = np.sum(np.abs(w), axis=(1, 2, 3))
-        fan_in = w[0].size
-        acc_err = sums * in_error + fan_in * half * (in_peak + in_error) + half
-        acc_peak = sums * in_peak + np.abs(node.params["bias"])
-        gamma_q = np.abs(node.qparams["new_gamma"]) / 2.0**fx.frac_bits
-        err = float(np.max(gamma_q * acc_err + half * acc_peak + half)) + step
-        return err + step if node.attrs["pool"] else err
+        acc_err = sums * in_error + w[0].size * half * (in_peak + in_error) + half
+        if node.attrs.get("affine", True):
+            acc_peak = sums * in_peak + np.abs(node.params["bias"])
+            gamma_q = np.abs(node.qparams["new_gamma"]) / 2.0**fx.frac_bits
+            err = float(np.max(gamma_q * acc_err + half * acc_peak + half)) + step
+        else:
+            err = float(np.max(acc_err)) + step
+        return err + step if node.attrs.get("post_pool") else err
+
+    @classmethod
+    def grids(cls, node):
+        """Vector lengths the program works on: conv grid, grid after stride/max-pool, output grid."""
+        c, h, w = node.in_shapes[0]
+        a = node.attrs
+        conv_grid = h * (w + 2)
+        resampled = a.get("stride", 1) == 2 or a.get("pre_pool")
+        hv, wv = (h // 2, w // 2) if resampled else (h, w)
+        value_grid = hv * (wv + 2) if resampled else conv_grid
+        out_grid = (hv // 2) * (wv // 2 + 2) if a.get("post_pool") else value_grid
+        return conv_grid, value_grid, out_grid, (hv, wv)
 
     @classmethod
     def cost(cls, node, fx):
+        """What the program executes: taps on the H x (W+2) grid of the padded plane (a stride-2 conv
+        is computed at stride 1 and subsampled), 3 comparisons + 3 selections per 2x2 max, one
+        multiplication by new_gamma, one truncation and one comparison + multiplication per ReLU."""
         o, i, _, _ = node.params["weight"].shape
-        c, h, w = node.in_shapes[0]
-        grid = h * (w + 2)  # the program computes on the H x (W+2) grid of the padded plane
-        per_channel_mults = i * 9 * grid + grid + grid  # taps, x new_gamma, ReLU's multiplication
-        pooled = (h // 2) * (w // 2) if node.attrs["pool"] else 0
-        return {
-            "multiplications": o * per_channel_mults,
-            "truncations": o * (grid + pooled),
-            "comparisons": o * grid,
-        }
+        a = node.attrs
+        conv_grid, value_grid, out_grid, _ = cls.grids(node)
+        pre = 3 * value_grid if a.get("pre_pool") else 0
+        relu = value_grid if a.get("relu", True) else 0
+        mults = i * 9 * conv_grid + pre + (value_grid if a.get("affine", True) else 0) + relu
+        truncs = value_grid + (out_grid if a.get("post_pool") else 0)
+        return {"multiplications": o * mults, "truncations": o * truncs, "comparisons": o * (pre + relu)}
 
     @classmethod
     def template_args(cls, node, fx, layout):
         c, h, w = node.in_shapes[0]
         oc, oh, ow = node.shape
+        a = node.attrs
+        conv_grid, value_grid, out_grid, (hv, wv) = cls.grids(node)
         target = layout.buffer(node)
-        args = {
+        padded = target.layout == "padded"
+        if not padded and not a.get("post_pool"):
+            raise NotImplementedError(f"{node.name}: only a pooled convolution can feed a dense layer directly")
+        out_columns = ow + 2 if padded else ow
+        resample = "max" if a.get("pre_pool") else ("stride" if a.get("stride", 1) == 2 else None)
+        return {
             "name": node.name.upper(),
             "source": layout.buffer_of_input(node).name,
             "weight": layout.param(node, "weight"),
             "bias": layout.param(node, "bias"),
             "gamma": layout.param(node, "new_gamma"),
             "beta": layout.param(node, "new_beta"),
-            "channels_in": c,
-            "height": h,
-            "width": w,
-            "channels_out": oc,
-            "grid": h * (w + 2),
-            "pool": bool(node.attrs["pool"]),
+            "channels_in": c, "height": h, "width": w, "channels_out": oc,
+            "conv_grid": conv_grid,
+            "resample": resample,
+            "resample_rows": hv, "resample_valid": wv, "resample_columns": wv + 2,
+            "affine": bool(a.get("affine", True)),
+            "relu": bool(a.get("relu", True)),
+            "pool": bool(a.get("post_pool")),
+            "pool_rows": oh, "pool_valid": ow, "pool_source_row": wv + 2,
+            "out_columns": out_columns,
+            "out_grid": oh * out_columns,
+            "mask": padded,
             "target": target.name,
-            "out_height": oh,
-            "out_width": ow,
+            "target_offset": ow + 3 if padded else 0,
+            "target_channel_stride": (oh + 2) * (ow + 2) if padded else oh * ow,
+            "target_row_stride": ow + 2 if padded else ow,
+            "out_height": oh, "out_width": ow,
         }
-        if target.layout == "padded":
-            args.update(target_offset=ow + 3, target_channel_stride=(oh + 2) * (ow + 2), target_row_stride=ow + 2, out_columns=ow + 2)
-        else:
-            if not node.attrs["pool"]:
-                raise NotImplementedError(f"{node.name}: a convolution without pooling must feed a convolution")
-            args.update(target_offset=0, target_channel_stride=oh * ow, target_row_stride=ow, out_columns=ow)
-        args["pool_entries"] = oh * args["out_columns"]
-        return args

@@ -22,6 +22,7 @@ class Dense(Op):
     executable = True
     template = "dense"
     input_layout = "dense"
+    output_layouts = ("dense",)
 
     @classmethod
     def infer_shape(cls, node, in_shapes, graph):
@@ -37,7 +38,7 @@ class Dense(Op):
         return int(node.params["weight"].size)
 
     @classmethod
-    def ref_fixed(cls, node, fx, x, trace):
+    def ref_fixed(cls, node, fx, trace, x):
         q = node.qparams
         f = fx.frac_bits
         acc = exact.linear(x.reshape(x.shape[0], -1), q["weight"])
@@ -70,8 +71,9 @@ class Dense(Op):
         return -(-worst // 2**fx.frac_bits) + 1
 
     @classmethod
-    def float_tolerance(cls, node, fx, in_error, in_peak):
+    def float_tolerance(cls, node, fx, in_errors, in_peaks):
         """Quantization step x fan-in, plus the input deviation through sum|w|, plus one floor."""
+        (in_error,), (in_peak,) = in_errors, in_peaks
         half, step = 2.0 ** -(fx.frac_bits + 1), 2.0 ** -fx.frac_bits
         w = node.params["weight"]
         sums = np.sum(np.abs(w), axis=1)

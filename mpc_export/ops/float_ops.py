@@ -10,7 +10,7 @@ from .base import Op
 
 
 class Conv2d(Op):
-    """2-D convolution; weight OIHW, bias O (zeros when the model has none)."""
+    """2-D convolution; weight OIHW, bias O (zeros when the model has none); attrs stride, padding."""
 
     name = "conv2d"
     params = (("weight", "OIHW"), ("bias", "O"))
@@ -68,7 +68,7 @@ class Relu(Op):
 
 
 class AvgPool(Op):
-    """Average pooling, kernel 2, stride 2 (the only form the seed models use)."""
+    """Average pooling, kernel 2, stride 2 (the only window the seed models average over)."""
 
     name = "avgpool"
 
@@ -82,6 +82,40 @@ class AvgPool(Op):
     @classmethod
     def ref_float(cls, node, x):
         return pool2x2_sum(x) / 4.0
+
+
+class MaxPool(Op):
+    """Max pooling with kernel == stride (fused into a conv_block, or global when it covers the map)."""
+
+    name = "maxpool"
+
+    @classmethod
+    def infer_shape(cls, node, in_shapes, graph):
+        c, h, w = in_shapes[0]
+        k = node.attrs.get("kernel", 2)
+        if node.attrs.get("stride", k) != k or node.attrs.get("padding", 0):
+            raise UserError(f"{node.name}: only max pooling with stride == kernel and no padding is supported")
+        return (c, window_out(h, k, k, 0), window_out(w, k, k, 0))
+
+    @classmethod
+    def ref_float(cls, node, x):
+        k = node.attrs.get("kernel", 2)
+        n, c, h, w = x.shape
+        return x[:, :, : h - h % k, : w - w % k].reshape(n, c, h // k, k, w // k, k).max(axis=(3, 5))
+
+
+class GlobalAvgPoolFloat(Op):
+    """Mean over the map as front ends see it (ONNX GlobalAveragePool, avg_pool2d over the whole map)."""
+
+    name = "mean_pool"
+
+    @classmethod
+    def infer_shape(cls, node, in_shapes, graph):
+        return (in_shapes[0][0], 1, 1)
+
+    @classmethod
+    def ref_float(cls, node, x):
+        return x.mean(axis=(2, 3), keepdims=True)
 
 
 class Flatten(Op):
@@ -106,7 +140,7 @@ class Linear(Op):
 
     @classmethod
     def infer_shape(cls, node, in_shapes, graph):
-        (n,) = in_shapes[0] if len(in_shapes[0]) == 1 else (None,)
+        n = int(np.prod(in_shapes[0]))
         out, fan_in = node.params["weight"].shape
         if n != fan_in:
             raise UserError(f"{node.name}: weight expects {fan_in} inputs, the input has shape {in_shapes[0]}")
@@ -114,7 +148,7 @@ class Linear(Op):
 
     @classmethod
     def ref_float(cls, node, x):
-        return x @ node.params["weight"].T + node.params["bias"]
+        return x.reshape(x.shape[0], -1) @ node.params["weight"].T + node.params["bias"]
 
     @classmethod
     def macs(cls, node, graph):

@@ -1,10 +1,12 @@
-"""input: the model input, one sample CHW in real units (after preprocessing), in [0, 1] before it.
+"""input: the model input, one sample CHW in real units, after preprocessing ((pixel - mean) / std).
 
 Fixed point: each value is encoded as round(x * 2^F) (scale 2^F) by the build and read from its channel;
-the program copies it into the layout its consumer reads (zero-padded planes for a convolution).
+the program copies it into zero-padded planes.
 """
 
 from __future__ import annotations
+
+import numpy as np
 
 from .base import Op, Stage
 
@@ -23,7 +25,7 @@ class Input(Op):
         return x
 
     @classmethod
-    def ref_fixed(cls, node, fx, x, trace):
+    def ref_fixed(cls, node, fx, trace, x):
         trace.record(node, "value", x)
         return x
 
@@ -36,11 +38,11 @@ class Input(Op):
         return {"value": in_bound}, in_bound
 
     @classmethod
-    def error_ulp(cls, node, fx, in_error):
+    def error_ulp(cls, node, fx, *in_errors):
         return 0
 
     @classmethod
-    def float_tolerance(cls, node, fx, in_error, in_peak):
+    def float_tolerance(cls, node, fx, in_errors, in_peaks):
         """Encoding rounds to the nearest multiple of 2^-F."""
         return 2.0 ** -(fx.frac_bits + 1)
 

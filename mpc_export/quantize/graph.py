@@ -55,7 +55,7 @@ class Budget:
         return next(s for s in self.stages if s.node == node and s.stage == stage)
 
 
-def quantize_graph(graph: Graph, fx: FixedSpec, input_bound_real: float = 1.0) -> Budget:
+def quantize_graph(graph: Graph, fx: FixedSpec, input_bound_real: float | None = None) -> Budget:
     """Fill node.qparams; return the per-tensor and per-stage budget (worst case only)."""
     budget = Budget()
     limit = fx.value_limit_bits
@@ -72,10 +72,13 @@ def quantize_graph(graph: Graph, fx: FixedSpec, input_bound_real: float = 1.0) -
             zeros = float(np.mean(q == 0)) if q.size else 0.0
             budget.tensors.append({"node": node.name, "tensor": pname, "layout": layout, "shape": list(q.shape),
                                    "max_abs": peak, "headroom_bits": round(limit - bits_of(peak), 2), "zero_fraction": round(zeros, 4)})
-    bound = int(np.ceil(input_bound_real * 2**fx.frac_bits))
+    if input_bound_real is None:
+        input_bound_real = graph.input_bound()
+    bounds: dict[str, int] = {}
     field_limit = fx.prime_bits - 1 - fx.kappa
     for node in graph.nodes:
-        per_stage, bound = node.spec.worst_case(node, fx, bound)
+        ins = [int(np.ceil(input_bound_real * 2**fx.frac_bits))] if node.op == "input" else [bounds[i] for i in node.inputs]
+        per_stage, bounds[node.name] = node.spec.worst_case(node, fx, *ins)
         for stage in node.spec.stages(node, fx):
             worst = per_stage[stage.name]
             if worst >= 2**field_limit:

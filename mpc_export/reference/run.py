@@ -26,8 +26,8 @@ def run_fixed(graph: Graph, fx: FixedSpec, x_int: np.ndarray, trace: Trace | Non
     trace = trace if trace is not None else Trace()
     outputs: dict[str, np.ndarray] = {}
     for node in graph.nodes:
-        x = x_int if node.op == "input" else outputs[node.inputs[0]]
-        outputs[node.name] = node.spec.ref_fixed(node, fx, x, trace)
+        xs = [x_int] if node.op == "input" else [outputs[i] for i in node.inputs]
+        outputs[node.name] = node.spec.ref_fixed(node, fx, trace, *xs)
     return outputs
 
 
@@ -35,8 +35,8 @@ def run_float(graph: Graph, x: np.ndarray) -> dict[str, np.ndarray]:
     """float64 outputs of every node for a batch of real inputs (N, C, H, W)."""
     outputs: dict[str, np.ndarray] = {}
     for node in graph.nodes:
-        source = x if node.op == "input" else outputs[node.inputs[0]]
-        outputs[node.name] = node.spec.ref_float(node, source)
+        xs = [x] if node.op == "input" else [outputs[i] for i in node.inputs]
+        outputs[node.name] = node.spec.ref_float(node, *xs)
     return outputs
 
 

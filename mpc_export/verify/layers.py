@@ -57,14 +57,16 @@ class LayerTable:
         for node in self.graph.nodes:
             s = self.stats[node.name]
             if node.op == "input":
-                source_err, source_onnx, source_peak, in_bound = 0.0, 0.0, 1.0, 0
+                errs, onnx_errs, peaks, in_bounds = [0.0], [0.0], [1.0], [0]
             else:
-                source = self.stats[node.inputs[0]]
-                source_err, source_onnx, source_peak = source.max_abs_err, source.onnx_max_abs_err, source.peak
-                in_bound = mpc_bound[node.inputs[0]]
-            tolerance = node.spec.float_tolerance(node, fx, source_err, source_peak)
-            onnx_tolerance = node.spec.float_tolerance(node, fx, source_onnx, source_peak)
-            mpc_bound[node.name] = node.spec.error_ulp(node, fx, in_bound)
+                sources = [self.stats[i] for i in node.inputs]
+                errs = [s_.max_abs_err for s_ in sources]
+                onnx_errs = [s_.onnx_max_abs_err for s_ in sources]
+                peaks = [s_.peak for s_ in sources]
+                in_bounds = [mpc_bound[i] for i in node.inputs]
+            tolerance = node.spec.float_tolerance(node, fx, errs, peaks)
+            onnx_tolerance = node.spec.float_tolerance(node, fx, onnx_errs, peaks)
+            mpc_bound[node.name] = node.spec.error_ulp(node, fx, *in_bounds)
             ok = s.max_abs_err <= tolerance and s.onnx_max_abs_err <= onnx_tolerance
             rows.append({
                 "name": node.name,
