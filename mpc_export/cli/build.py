@@ -11,7 +11,7 @@ import numpy as np
 from ..codegen.render import channel_open_order, render_program
 from ..errors import UserError
 from ..export.channels import load_channel_map
-from ..export.plan import data_folder, input_file, output_path, parameter_files, program_name
+from ..export.plan import data_folder, files_of, input_file, output_path, parameter_files, program_name
 from ..export.tokens import check_format
 from ..export.writer import StagingDir, sha256_file, write_manifest, write_text, write_values
 from ..fold import lower_for_mpc
@@ -32,6 +32,8 @@ class BuildOptions:
     channel_map: Path | None = None
     force: bool = False
     debug: bool = False
+    mean: tuple[float, ...] | None = None
+    std: tuple[float, ...] | None = None
 
 
 def total_cost(graph, fx) -> dict:
@@ -57,6 +59,20 @@ def check_calibration(budget, trace: Trace, what: str) -> None:
             )
 
 
+def apply_preprocessing(graph, mean, std) -> None:
+    """--mean/--std override the architecture's defaults (both or neither; one value per channel)."""
+    if mean is None and std is None:
+        return
+    if mean is None or std is None:
+        raise UserError("--mean and --std go together")
+    channels = graph.input_shape[0]
+    if len(mean) != channels or len(std) != channels:
+        raise UserError(f"--mean and --std need {channels} values each (one per input channel)")
+    if any(not np.isfinite(v) for v in (*mean, *std)) or any(v <= 0 for v in std):
+        raise UserError("--std values must be positive and --mean/--std finite")
+    graph.mean, graph.std = tuple(float(v) for v in mean), tuple(float(v) for v in std)
+
+
 def build(opts: BuildOptions, progress=None) -> dict:
     started = time.perf_counter()
     fx = opts.fx
@@ -69,13 +85,14 @@ def build(opts: BuildOptions, progress=None) -> dict:
         raise UserError(f"output directory {opts.out} exists; pass --force to replace it")
 
     float_graph = load_model(opts.model)
+    apply_preprocessing(float_graph, opts.mean, opts.std)
     graph, passes = lower_for_mpc(float_graph)
     budget = quantize_graph(graph, fx)
     params = parameter_files(graph, cmap)
 
     images = [load_image(p, graph.input_shape) for p in opts.inputs] or [demo_image(graph.input_shape)]
     sources = [str(p) for p in opts.inputs] or ["demo pattern"]
-    x_int = encode(np.stack(images), fx.frac_bits)
+    x_int = encode(graph.preprocess(np.stack(images)), fx.frac_bits)
     trace = Trace()
     outputs = run_fixed(graph, fx, x_int, trace)
     check_calibration(budget, trace, "the inputs being built:")
@@ -84,14 +101,20 @@ def build(opts: BuildOptions, progress=None) -> dict:
     files = []
     with StagingDir(opts.out, opts.force) as staging:
         root = staging.path
-        for pf in params:
-            node = graph.node(pf.node)
-            q = node.qparams[pf.param]
-            info = write_values(root, pf.path, q, opts.number_format, fx.frac_bits, fx.reading_precision, pf.tensor)
-            files.append({**info, "role": "parameter", "channel": pf.channel, "tensor": pf.tensor, "node": pf.node,
-                          "param": pf.param, "shape": list(q.shape), "layout": pf.layout})
+        for path, channel, tensors in files_of(params):
+            arrays = [graph.node(pf.node).qparams[pf.param] for pf in tensors]
+            values = np.concatenate([a.ravel() for a in arrays])
+            info = write_values(root, path, values, opts.number_format, fx.frac_bits, fx.reading_precision, path)
+            entry = {**info, "role": "parameter", "channel": channel,
+                     "tensors": [{"tensor": pf.tensor, "node": pf.node, "param": pf.param, "shape": list(a.shape),
+                                  "layout": pf.layout, "offset": pf.offset, "count": int(a.size)} for pf, a in zip(tensors, arrays)]}
+            if len(tensors) == 1:
+                entry.update({k: entry["tensors"][0][k] for k in ("tensor", "node", "param", "shape", "layout")})
+            else:
+                entry.update(tensor=f"all_{tensors[0].param}", layout="concatenation of the tensors in layer order")
+            files.append(entry)
             if progress:
-                progress(pf.tensor)
+                progress(entry["tensor"])
         for inp, image in zip(inputs, x_int):
             info = write_values(root, inp.path, image, opts.number_format, fx.frac_bits, fx.reading_precision, inp.path)
             files.append({**info, "role": "input", "channel": inp.channel, "tensor": "input", "execution": inp.execution,
@@ -124,7 +147,8 @@ def build(opts: BuildOptions, progress=None) -> dict:
             "fixed_point": {"frac_bits": fx.frac_bits, "total_bits": fx.total_bits, "kappa": fx.kappa,
                             "prime_bits": fx.prime_bits, "reading_precision": fx.reading_precision,
                             "number_format": opts.number_format},
-            "preprocessing": {"scale": "pixels / 255", "mean": None, "std": None},
+            "preprocessing": {"scale": "pixels / 255", "mean": graph.mean, "std": graph.std,
+                              "formula": "(pixel / 255 - mean[c]) / std[c], then round(x * 2^F)" if graph.mean else "pixel / 255, then round(x * 2^F)"},
             "data_folder": data_folder(graph),
             "program": {"name": name, "path": f"program/{name}/{name}.mpc", "debug": opts.debug},
             "channel_map": cmap.as_dict(),

@@ -43,6 +43,8 @@ def build(
     force: bool = typer.Option(False, "--force", help="replace an existing output directory"),
     debug: bool = typer.Option(False, "--debug", help="make the program print every layer's output (reveals them!)"),
     as_json: bool = typer.Option(False, "--json", help="print the summary as one JSON object"),
+    mean: Optional[str] = typer.Option(None, "--mean", help="per-channel mean, e.g. 0.485,0.456,0.406 (default: the architecture's)"),
+    std: Optional[str] = typer.Option(None, "--std", help="per-channel std, e.g. 0.229,0.224,0.225"),
 ):
     """Turn MODEL into parameter files, input files, the MAMBA program and IO answers."""
     from rich.progress import Progress
@@ -50,7 +52,7 @@ def build(
     from .build import BuildOptions, build as run_build
 
     opts = BuildOptions(model=model, out=out, inputs=list(input), number_format=number_format, channel_map=channel_map,
-                        force=force, debug=debug,
+                        force=force, debug=debug, mean=_floats(mean, "--mean"), std=_floats(std, "--std"),
                         fx=FixedSpec(frac_bits=frac_bits, total_bits=total_bits, reading_precision=reading_precision))
     if as_json:
         manifest = run_build(opts)
@@ -64,6 +66,15 @@ def build(
         print(json.dumps(summary))
     else:
         _print_summary(summary)
+
+
+def _floats(text: Optional[str], flag: str):
+    if text is None:
+        return None
+    try:
+        return tuple(float(v) for v in text.split(","))
+    except ValueError:
+        raise UserError(f"{flag} must be comma-separated numbers, got {text!r}") from None
 
 
 def _remember(out: Path) -> None:

@@ -50,7 +50,11 @@ def load_reference(directory: Path, model: Path | None):
     if sha256_file(model_path) != manifest["model"]["sha256"]:
         raise VerificationFailed(f"{model_path}: SHA-256 differs from the model this directory was built from")
     fx = _spec(manifest)
-    graph, _ = lower_for_mpc(load_model(model_path))
+    float_graph = load_model(model_path)
+    pre = manifest.get("preprocessing", {})
+    if pre.get("mean") is not None:
+        float_graph.mean, float_graph.std = tuple(pre["mean"]), tuple(pre["std"])
+    graph, _ = lower_for_mpc(float_graph)
     attach_parameters(graph, fx, manifest, parsed)
     return manifest, fx, graph, parsed, model_path
 
@@ -118,7 +122,8 @@ def verify(opts: VerifyOptions, progress=None) -> dict:
     if opts.dataset:
         correct_float = correct_fixed = agree = seen = 0
         worst_logit = 0.0
-        for xb, yb, total in _batches_from_dataset(opts.dataset, opts.limit, opts.batch):
+        for pixels, yb, total in _batches_from_dataset(opts.dataset, opts.limit, opts.batch):
+            xb = graph.preprocess(pixels)
             fixed = run_fixed(graph, fx, encode(xb, fx.frac_bits), trace)
             flt = torch_layer_outputs(module, graph, xb)
             table.add(fixed, flt, oracle.run(xb) if oracle else None, xb)
@@ -137,7 +142,7 @@ def verify(opts: VerifyOptions, progress=None) -> dict:
     else:
         executions = sorted(manifest["executions"], key=lambda e: e["index"])
         x_int = [parsed[e["path"]].reshape(graph.input_shape) for e in executions]
-        x_int += [encode(load_image(p, graph.input_shape), fx.frac_bits) for p in opts.inputs]
+        x_int += [encode(graph.preprocess(load_image(p, graph.input_shape)), fx.frac_bits) for p in opts.inputs]
         x_int = np.stack(x_int)
         x_real = decode(x_int, fx.frac_bits)
         fixed = run_fixed(graph, fx, x_int, trace)

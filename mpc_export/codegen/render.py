@@ -14,7 +14,7 @@ from pathlib import Path
 import jinja2
 
 from .. import __version__
-from ..export.plan import InputFile, ParamFile
+from ..export.plan import InputFile, ParamFile, files_of
 from ..ir import Graph
 from ..quantize.fixedpoint import FixedSpec
 
@@ -31,6 +31,8 @@ class Buffer:
     layout: str  # padded / dense / param
     doc: str
     zero: bool = False
+    view_of: str | None = None  # a sub-array of another buffer (a tensor inside a packed channel)
+    offset: int = 0
 
 
 class Layout:
@@ -41,12 +43,23 @@ class Layout:
         self.buffers: list[Buffer] = []
         self._param: dict[tuple[str, str], Buffer] = {}
         self._out: dict[str, Buffer] = {}
-        for pf in params:
-            node = graph.node(pf.node)
-            size = int(node.qparams[pf.param].size)
-            buf = Buffer(pf.tensor.upper(), "sint", size, "param", f"{pf.tensor} ({pf.layout}), channel {pf.channel}")
-            self._param[(pf.node, pf.param)] = buf
-        self.buffers.extend(self._param[(pf.node, pf.param)] for pf in params)
+        self.file_buffers: list[tuple[Buffer, int, str]] = []  # (buffer, channel, path) in open order
+        for path, channel, tensors in files_of(params):
+            if len(tensors) == 1:
+                pf = tensors[0]
+                buf = Buffer(pf.tensor.upper(), "sint", pf.count, "param", f"{pf.tensor} ({pf.layout}), channel {channel}")
+                self._param[(pf.node, pf.param)] = buf
+                self.buffers.append(buf)
+            else:
+                total = sum(pf.count for pf in tensors)
+                buf = Buffer(f"PACKED_{tensors[0].param.upper()}", "sint", total, "param",
+                             f"all {tensors[0].param} tensors concatenated, channel {channel}")
+                self.buffers.append(buf)
+                for pf in tensors:
+                    view = Buffer(pf.tensor.upper(), "sint", pf.count, "param", f"{pf.tensor} ({pf.layout})", view_of=buf.name, offset=pf.offset)
+                    self._param[(pf.node, pf.param)] = view
+                    self.buffers.append(view)
+            self.file_buffers.append((buf, channel, path))
         for node in graph.nodes:
             layout = self._layout_for(node)
             if layout == "padded":
@@ -109,9 +122,8 @@ def render_program(graph: Graph, fx: FixedSpec, params: list[ParamFile], inputs:
     setups = [str(macros[n.spec.template].setup(args[n.name])).strip() for n in graph.nodes]
     calls = [str(macros[n.spec.template].call(args[n.name])).strip() for n in graph.nodes]
     param_reads = [
-        {"channel": pf.channel, "buffer": layout._param[(pf.node, pf.param)].name,
-         "count": layout._param[(pf.node, pf.param)].size, "chunk": min(READ_CHUNK, layout._param[(pf.node, pf.param)].size), "path": pf.path}
-        for pf in params
+        {"channel": channel, "buffer": buf.name, "count": buf.size, "chunk": min(READ_CHUNK, buf.size), "path": path}
+        for buf, channel, path in layout.file_buffers
     ]
     input_size = _prod(graph.input_shape)
     executions, channel_reads = [], []
@@ -147,5 +159,5 @@ def channel_open_order(params: list[ParamFile], inputs: list[InputFile]) -> list
     for inp in inputs:
         order.append((inp.channel, inp.path))
         if inp.execution == 0:
-            order.extend((pf.channel, pf.path) for pf in params)
+            order.extend((channel, path) for path, channel, _ in files_of(params))
     return order

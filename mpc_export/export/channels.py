@@ -27,6 +27,7 @@ class ChannelMap:
     input_range: tuple[int, int]
     kinds: list[str]
     source: str
+    packed: dict[str, int] | None = None
 
     def input_channel(self, execution: int) -> int:
         return self.input_range[0] + execution
@@ -37,7 +38,8 @@ class ChannelMap:
 
     def as_dict(self) -> dict:
         return {"source": self.source, "parameters": self.parameters, "parameter_range": list(self.parameter_range),
-                "reserved": list(self.reserved), "input_range": list(self.input_range), "kinds": self.kinds}
+                "reserved": list(self.reserved), "input_range": list(self.input_range), "kinds": self.kinds,
+                "packed": self.packed}
 
 
 def _pair(table: dict, key: str, where: str) -> tuple[int, int]:
@@ -78,13 +80,28 @@ def load_channel_map(path: str | Path | None = None) -> ChannelMap:
         if inputs[0] <= channel <= inputs[1]:
             raise UserError(f"{path}: channel {channel} of {name} collides with the input channels")
         seen[channel] = name
-    return ChannelMap(dict(params), params_range, reserved, inputs, list(kinds), str(path))
+    packed = data.get("packed")
+    if packed is not None:
+        if not isinstance(packed, dict) or sorted(packed) != sorted(KIND_FOLDERS):
+            raise UserError(f"{path}: [packed] must give one channel for each of {', '.join(KIND_FOLDERS)}")
+        used: dict[int, str] = {}
+        for kind, channel in packed.items():
+            if not isinstance(channel, int) or not params_range[0] <= channel <= params_range[1] or reserved[0] <= channel <= reserved[1]:
+                raise UserError(f"{path}: [packed] channel {channel!r} of {kind} is not a usable parameter channel")
+            if channel in used:
+                raise UserError(f"{path}: [packed] channel {channel} is used twice ({used[channel]} and {kind})")
+            used[channel] = kind
+    return ChannelMap(dict(params), params_range, reserved, inputs, list(kinds), str(path), packed)
 
 
-def check_covers(cmap: ChannelMap, tensors: list[str]) -> None:
+def check_covers(cmap: ChannelMap, tensors: list[str]) -> bool:
+    """True when every tensor has its own channel; False when the packed rule must be used."""
     missing = [t for t in tensors if t not in cmap.parameters]
+    if missing and cmap.packed is not None and not set(cmap.parameters) & set(tensors):
+        return False
     if missing:
         raise UserError(f"{cmap.source}: no channel for tensor {missing[0]}" + (f" (and {len(missing) - 1} more)" if len(missing) > 1 else ""))
     extra = sorted(set(cmap.parameters) - set(tensors))
     if extra:
         raise UserError(f"{cmap.source}: maps {extra[0]}, which the model does not have")
+    return True

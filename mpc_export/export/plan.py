@@ -27,6 +27,8 @@ class ParamFile:
     layout: str
     channel: int
     path: str  # relative to the output dir (and to the runtime's Data/)
+    offset: int = 0  # element offset of this tensor within its file (packed channels)
+    count: int = 0
 
 
 @dataclass
@@ -41,21 +43,37 @@ def data_folder(graph: Graph) -> str:
 
 
 def parameter_files(graph: Graph, cmap: ChannelMap) -> list[ParamFile]:
-    """Parameter files in channel-open order: by kind (cmap.kinds), then by layer."""
+    """Parameter tensors in channel-open order: by kind (cmap.kinds), then by layer. With one channel
+    per tensor each has its own file; with the packed rule a kind's tensors share one file/channel."""
     folder = data_folder(graph)
     found = []
     for node in graph.nodes:
         for param, layout in node.spec.params:
-            name = tensor_name(node.name, param)
-            found.append((param, node, name, layout))
-    check_covers(cmap, [f[2] for f in found])
+            found.append((param, node, tensor_name(node.name, param), layout))
+    own_channels = check_covers(cmap, [f[2] for f in found])
     ordered = []
     for kind in cmap.kinds:
+        offset = 0
         for param, node, name, layout in found:
-            if param == kind:
+            if param != kind:
+                continue
+            count = int(node.params[param].size)
+            if own_channels:
                 path = f"{folder}/all_parameters/{KIND_FOLDERS[kind]}/P0-{name}.txt"
-                ordered.append(ParamFile(name, node.name, param, layout, cmap.parameters[name], path))
+                ordered.append(ParamFile(name, node.name, param, layout, cmap.parameters[name], path, 0, count))
+            else:
+                path = f"{folder}/all_parameters/{KIND_FOLDERS[kind]}/P0-all_{kind}.txt"
+                ordered.append(ParamFile(name, node.name, param, layout, cmap.packed[kind], path, offset, count))
+                offset += count
     return ordered
+
+
+def files_of(params: list[ParamFile]) -> list[tuple[str, int, list[ParamFile]]]:
+    """(path, channel, tensors in file order) per parameter file, in channel-open order."""
+    grouped: dict[str, list[ParamFile]] = {}
+    for pf in params:
+        grouped.setdefault(pf.path, []).append(pf)
+    return [(path, tensors[0].channel, tensors) for path, tensors in grouped.items()]
 
 
 def input_file(graph: Graph, cmap: ChannelMap, execution: int) -> InputFile:

@@ -84,7 +84,107 @@ def _pruned_resnet(state: dict, name: str) -> Graph:
     return Graph(nodes, (3, 32, 32), name="pruned_resnet", description=f"pruned-ResNet (7 layers) from {name}")
 
 
-ARCHITECTURES = [(_is_pruned_resnet, _pruned_resnet)]
+class _Builder:
+    """Appends IR nodes in order; each helper returns the new node's name."""
+
+    def __init__(self, state: dict):
+        self.state = state
+        self.nodes = [Node("input", "input", [])]
+
+    def add(self, node: Node) -> str:
+        self.nodes.append(node)
+        return node.name
+
+    def conv(self, prefix: str, source: str, stride: int = 1) -> str:
+        weight = _need(self.state, f"{prefix}.weight", 4)
+        o, _, kh, kw = weight.shape
+        bias = self.state.get(f"{prefix}.bias", np.zeros(o))
+        return self.add(Node(prefix, "conv2d", [source], {"stride": stride, "padding": kh // 2}, {"weight": weight, "bias": bias}, origin=[prefix]))
+
+    def bn(self, prefix: str, source: str) -> str:
+        params = {p: _need(self.state, f"{prefix}.{k}", 1) for p, k in
+                  (("gamma", "weight"), ("beta", "bias"), ("mean", "running_mean"), ("var", "running_var"))}
+        return self.add(Node(prefix, "batchnorm", [source], {"eps": BN_EPS}, params, origin=[prefix]))
+
+    def simple(self, name: str, op: str, sources: list[str], **attrs) -> str:
+        return self.add(Node(name, op, sources, attrs, origin=[name]))
+
+    def linear(self, prefix: str, source: str) -> str:
+        params = {"weight": _need(self.state, f"{prefix}.weight", 2), "bias": _need(self.state, f"{prefix}.bias", 1)}
+        return self.add(Node(prefix, "linear", [source], {}, params, origin=[prefix]))
+
+    def check_keys_used(self, name: str) -> None:
+        used = set()
+        for n in self.nodes:
+            for o in n.origin:
+                used |= {k for k in self.state if k.startswith(o + ".")}
+        extra = sorted(k for k in set(self.state) - used if not k.endswith("num_batches_tracked"))
+        if extra:
+            raise UserError(f"state_dict looks like {name} but has unexpected keys: {', '.join(extra[:4])}")
+
+
+def _is_resnet_a(state: dict) -> bool:
+    return "conv1.weight" in state and "layer1.0.conv1.weight" in state and "linear.weight" in state and "layer1.0.shortcut.0.weight" not in state
+
+
+def _resnet_a(state: dict, name: str) -> Graph:
+    from .torch_models import resnet_a_blocks
+
+    b = _Builder(state)
+    x = b.simple("relu", "relu", [b.bn("bn1", b.conv("conv1", "input"))])
+    channels = int(state["conv1.weight"].shape[0])
+    stem, blocks = resnet_a_blocks(state)
+    for stage, widths in enumerate(blocks, start=1):
+        for index, (mid, out) in enumerate(widths):
+            p = f"layer{stage}.{index}"
+            stride = 2 if stage > 1 and index == 0 else 1
+            if int(state[f"{p}.conv1.weight"].shape[1]) != channels:
+                raise UserError(f"{p}.conv1.weight expects {state[f'{p}.conv1.weight'].shape[1]} input channels, the block gets {channels}")
+            y = b.simple(f"{p}.relu1", "relu", [b.bn(f"{p}.bn1", b.conv(f"{p}.conv1", x, stride))])
+            y = b.bn(f"{p}.bn2", b.conv(f"{p}.conv2", y))
+            if stride != 1 or channels != out:
+                if out != channels + 2 * (out // 4):
+                    raise UserError(f"{p}: an option-A shortcut from {channels} to {out} channels is not planes/4 padding")
+                shortcut = b.simple(f"{p}.shortcut", "shortcut_a", [x], stride=stride, pad_lo=out // 4, pad_hi=out // 4)
+            else:
+                shortcut = x
+            x = b.simple(f"{p}.relu2", "relu", [b.simple(f"{p}.add", "add", [y, shortcut])])
+            channels = out
+    x = b.simple("avgpool", "mean_pool", [x])
+    x = b.linear("linear", b.simple("flatten", "flatten", [x]))
+    b.check_keys_used("ResNet-20")
+    depth = 2 + 2 * sum(len(w) for w in blocks)
+    return Graph(b.nodes, (3, 32, 32), name="resnet20", description=f"ResNet-{depth} (option A) from {name}",
+                 mean=(0.485, 0.456, 0.406), std=(0.229, 0.224, 0.225))
+
+
+def _is_custresnet(state: dict) -> bool:
+    return "prep.conv.weight" in state and "layer1.conv_pool.conv.weight" in state and "fc.weight" in state
+
+
+def _custresnet(state: dict, name: str) -> Graph:
+    b = _Builder(state)
+
+    def conv_layer(prefix: str, source: str, pool: bool) -> str:
+        y = b.conv(f"{prefix}.conv", source)
+        if pool:
+            y = b.simple(f"{prefix}.pool", "maxpool", [y], kernel=2, stride=2)
+        return b.simple(f"{prefix}.relu", "relu", [b.bn(f"{prefix}.bn", y)])
+
+    x = conv_layer("prep", "input", False)
+    for i in (1, 2, 3):
+        x = conv_layer(f"layer{i}.conv_pool", x, True)
+        if f"layer{i}.residual.0.conv.weight" in state:
+            r = conv_layer(f"layer{i}.residual.1", conv_layer(f"layer{i}.residual.0", x, False), False)
+            x = b.simple(f"layer{i}.add", "add", [x, r])
+    x = b.simple("pool", "maxpool", [x], kernel=4, stride=4)
+    x = b.linear("fc", b.simple("flatten", "flatten", [x]))
+    b.check_keys_used("custResNet")
+    return Graph(b.nodes, (3, 32, 32), name="custresnet", description=f"custResNet from {name}",
+                 mean=(0.4914, 0.4822, 0.4465), std=(0.2470, 0.2435, 0.2616))
+
+
+ARCHITECTURES = [(_is_pruned_resnet, _pruned_resnet), (_is_resnet_a, _resnet_a), (_is_custresnet, _custresnet)]
 
 
 def graph_from_state_dict(state: dict, name: str) -> Graph:
@@ -92,4 +192,5 @@ def graph_from_state_dict(state: dict, name: str) -> Graph:
         if matches(state):
             return build(state, name)
     sample = ", ".join(list(state)[:4])
-    raise UserError(f"unknown architecture: state_dict keys ({sample}, ...) match no known model (pruned-ResNet)")
+    raise UserError(f"unknown architecture: state_dict keys ({sample}, ...) match no known model "
+                    "(pruned-ResNet, ResNet-20 option A, custResNet)")

@@ -2,8 +2,11 @@
 
 Every parameter tensor becomes round(x * 2^F) (``encode``), scale 2^F. Refusals (UserError):
   - a parameter with |v| >= 2^(K-1) (it cannot even be stored);
-  - a worst-case intermediate (interval bound from the weights and the input range) that breaks the
-    field: |v| * 2^kappa >= 2^(prime_bits - 1).
+  - an intermediate that breaks the field, |v| * 2^kappa >= 2^(prime_bits - 1), even when every input
+    of its layer is within the K-bit budget (a local worst case: this can never work).
+The worst case propagated through the whole network from the input range (interval bounds) is reported
+per stage; where it exceeds the K-bit budget only a calibration (the inputs being built, or verify's
+data-set mode) can tell whether real data fits, so that is a warning, not a refusal.
 A worst case above the K-bit budget whose calibrated values fit is allowed and reported with headroom.
 """
 
@@ -76,15 +79,18 @@ def quantize_graph(graph: Graph, fx: FixedSpec, input_bound_real: float | None =
         input_bound_real = graph.input_bound()
     bounds: dict[str, int] = {}
     field_limit = fx.prime_bits - 1 - fx.kappa
+    input_bound = int(np.ceil(input_bound_real * 2**fx.frac_bits))
     for node in graph.nodes:
-        ins = [int(np.ceil(input_bound_real * 2**fx.frac_bits))] if node.op == "input" else [bounds[i] for i in node.inputs]
+        ins = [input_bound] if node.op == "input" else [bounds[i] for i in node.inputs]
         per_stage, bounds[node.name] = node.spec.worst_case(node, fx, *ins)
+        budgeted = [input_bound] if node.op == "input" else [2**limit] * len(node.inputs)
+        local, _ = node.spec.worst_case(node, fx, *budgeted)
         for stage in node.spec.stages(node, fx):
-            worst = per_stage[stage.name]
-            if worst >= 2**field_limit:
+            if local[stage.name] >= 2**field_limit:
                 raise UserError(
-                    f"{node.name}: worst-case {stage.name} needs {bits_of(worst):.1f} bits, which breaks the "
-                    f"{fx.prime_bits}-bit field with kappa {fx.kappa}; lower --frac-bits"
+                    f"{node.name}: {stage.name} can reach {bits_of(local[stage.name]):.1f} bits with inputs inside the "
+                    f"K-bit budget, which breaks the {fx.prime_bits}-bit field with kappa {fx.kappa}; lower --frac-bits "
+                    f"or --total-bits"
                 )
-            budget.stages.append(StageBudget(node.name, stage.name, stage.limit_bits, worst))
+            budget.stages.append(StageBudget(node.name, stage.name, stage.limit_bits, per_stage[stage.name]))
     return budget

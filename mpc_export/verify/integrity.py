@@ -81,19 +81,24 @@ def attach_parameters(graph, fx, manifest: dict, parsed: dict[str, np.ndarray]) 
     for entry in manifest["files"]:
         if entry.get("role") != "parameter":
             continue
-        node = graph.node(entry["node"])
-        values = parsed[entry["path"]].reshape(entry["shape"])
-        want = fresh.node(entry["node"]).qparams[entry["param"]]
-        if values.shape != want.shape:
-            raise VerificationFailed(f"{_where(entry)}: shape {values.shape}, the model has {want.shape}")
-        diff = np.flatnonzero(values.ravel() != want.ravel())
-        if diff.size:
-            i = int(diff[0])
-            raise VerificationFailed(
-                f"{_where(entry)}: element {i} is {values.ravel()[i]}, the model quantizes to {want.ravel()[i]} "
-                f"({diff.size} element(s) differ)"
-            )
-        node.qparams[entry["param"]] = values
+        flat = parsed[entry["path"]]
+        for t in entry["tensors"]:
+            try:
+                node = graph.node(t["node"])
+            except KeyError:
+                raise VerificationFailed(f"{_where(entry)}: tensor {t['tensor']} names layer {t['node']}, which the model lacks") from None
+            want = fresh.node(t["node"]).qparams[t["param"]]
+            if tuple(t["shape"]) != want.shape:
+                raise VerificationFailed(f"{_where(entry)}: {t['tensor']} has shape {tuple(t['shape'])}, the model has {want.shape}")
+            values = flat[t["offset"]:t["offset"] + t["count"]]
+            diff = np.flatnonzero(values != want.ravel())
+            if diff.size:
+                i = int(diff[0])
+                raise VerificationFailed(
+                    f"{_where(entry)}: element {t['offset'] + i} ({t['tensor']}[{i}]) is {values[i]}, the model quantizes "
+                    f"to {want.ravel()[i]} ({diff.size} element(s) differ)"
+                )
+            node.qparams[t["param"]] = values.reshape(want.shape)
     for node in graph.nodes:
         for param, _ in node.spec.params:
             if param not in node.qparams:
