@@ -15,7 +15,7 @@ from rich.table import Table
 from ..errors import UserError, VerificationFailed
 from ..quantize.fixedpoint import FixedSpec
 
-app = typer.Typer(add_completion=False, no_args_is_help=True, help="Export a trained CNN to FANNG-MPC / SCALE-MAMBA and prove it right.")
+app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False, help="Export a trained CNN to FANNG-MPC / SCALE-MAMBA and prove it right.")
 console = Console(stderr=False, width=None if sys.stdout.isatty() else 140)
 err_console = Console(stderr=True)
 
@@ -93,9 +93,9 @@ def _summary(m: dict) -> dict:
         "model": m["model"],
         "fixed_point": m["fixed_point"],
         "layers": m["layers"],
-        "tensors": [{**t, **{k: f[k] for k in ("channel", "path", "count")}} for t, f in
-                    zip(m["budget"]["tensors"], [f for f in files if f["role"] == "parameter"])] if False else [
-            {k: f[k] for k in ("tensor", "channel", "path", "count", "shape", "bytes")} for f in files if f["role"] == "parameter"],
+        "tensors": [{k: f[k] for k in ("tensor", "channel", "path", "count", "bytes")} for f in files if f["role"] == "parameter"],
+        "packed": any(len(f["tensors"]) > 1 for f in files if f["role"] == "parameter"),
+        "sparsity": [{"node": t["node"], "tensor": t["tensor"], "zero_fraction": t["zero_fraction"]} for t in m["budget"]["tensors"] if t["tensor"] == "weight"],
         "headroom": m["budget"]["stages"],
         "executions": m["executions"],
         "files": len(files) + 1,

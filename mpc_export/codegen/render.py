@@ -8,6 +8,7 @@ the op's ``template_args``; the templates only lay them out.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -67,7 +68,7 @@ class Layout:
                 size, doc = c * (h + 2) * (w + 2), f"{node.name} output, CHW planes of ({h}+2) x ({w}+2), zero border"
             else:
                 size, doc = _prod(node.shape), f"{node.name} output, dense {'CHW' if len(node.shape) == 3 else 'vector'}"
-            buf = Buffer(f"{node.name.upper()}_OUT", "sint", size, layout, doc, zero=layout == "padded")
+            buf = Buffer(f"{self.ident(node)}_OUT", "sint", size, layout, doc, zero=layout == "padded")
             self._out[node.name] = buf
             self.buffers.append(buf)
             if node.op == "input":
@@ -80,6 +81,11 @@ class Layout:
         if layout not in node.spec.output_layouts:
             raise NotImplementedError(f"{node.name} ({node.op}) cannot write the {layout} layout its consumers read")
         return layout
+
+    @staticmethod
+    def ident(node) -> str:
+        """A MAMBA (Python 2) identifier for a node: upper case, non-word characters as underscores."""
+        return re.sub(r"\W", "_", node.name).upper()
 
     def param(self, node, name: str) -> str:
         return self._param[(node.name, name)].name

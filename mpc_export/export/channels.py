@@ -97,7 +97,7 @@ def load_channel_map(path: str | Path | None = None) -> ChannelMap:
 def check_covers(cmap: ChannelMap, tensors: list[str]) -> bool:
     """True when every tensor has its own channel; False when the packed rule must be used."""
     missing = [t for t in tensors if t not in cmap.parameters]
-    if missing and cmap.packed is not None and not set(cmap.parameters) & set(tensors):
+    if missing and cmap.packed is not None:
         return False
     if missing:
         raise UserError(f"{cmap.source}: no channel for tensor {missing[0]}" + (f" (and {len(missing) - 1} more)" if len(missing) > 1 else ""))

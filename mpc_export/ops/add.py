@@ -61,6 +61,6 @@ class Add(Op):
     @classmethod
     def template_args(cls, node, fx, layout):
         c, h, w = node.shape
-        return {"name": node.name.upper(), "a": layout.buffer(layout.graph.node(node.inputs[0])).name,
+        return {"name": layout.ident(node), "a": layout.buffer(layout.graph.node(node.inputs[0])).name,
                 "b": layout.buffer(layout.graph.node(node.inputs[1])).name, "channels": c, "plane": (h + 2) * (w + 2),
                 "relu": bool(node.attrs.get("relu")), "target": layout.buffer(node).name, "height": h, "width": w}

@@ -210,7 +210,7 @@ class ConvBlock(Op):
         out_columns = ow + 2 if padded else ow
         resample = "max" if a.get("pre_pool") else ("stride" if a.get("stride", 1) == 2 else None)
         return {
-            "name": node.name.upper(),
+            "name": layout.ident(node),
             "source": layout.buffer_of_input(node).name,
             "weight": layout.param(node, "weight"),
             "bias": layout.param(node, "bias"),

@@ -89,7 +89,7 @@ class Dense(Op):
     def template_args(cls, node, fx, layout):
         out, fan_in = node.params["weight"].shape
         return {
-            "name": node.name.upper(),
+            "name": layout.ident(node),
             "source": layout.buffer_of_input(node).name,
             "weight": layout.param(node, "weight"),
             "bias": layout.param(node, "bias"),

@@ -36,7 +36,7 @@ class _GlobalPool(Op):
     @classmethod
     def template_args(cls, node, fx, layout):
         c, h, w = node.in_shapes[0]
-        return {"name": node.name.upper(), "source": layout.buffer_of_input(node).name, "target": layout.buffer(node).name,
+        return {"name": layout.ident(node), "source": layout.buffer_of_input(node).name, "target": layout.buffer(node).name,
                 "mode": "avg" if cls.name == "global_avgpool" else "max",
                 "channels": c, "plane": (h + 2) * (w + 2), "height": h, "width": w, "row": w + 2, "area": h * w,
                 "shift": int(math.log2(h * w)) if _power_of_two(h * w) else None,

@@ -54,7 +54,7 @@ class ShortcutA(Op):
     def template_args(cls, node, fx, layout):
         c, h, w = node.in_shapes[0]
         oc, oh, ow = node.shape
-        return {"name": node.name.upper(), "source": layout.buffer_of_input(node).name, "target": layout.buffer(node).name,
+        return {"name": layout.ident(node), "source": layout.buffer_of_input(node).name, "target": layout.buffer(node).name,
                 "channels_in": c, "in_plane": (h + 2) * (w + 2), "in_row": w + 2, "stride": node.attrs["stride"],
                 "pad_lo": node.attrs["pad_lo"], "out_plane": (oh + 2) * (ow + 2), "out_rows": oh, "out_valid": ow,
                 "out_columns": ow + 2, "out_offset": ow + 3, "height": oh, "width": ow, "channels_out": oc}
