@@ -190,7 +190,7 @@ def _print_report(r: dict) -> None:
         table.add_column(col)
     for row in r["layers"]:
         table.add_row(row["name"], row["torch_module"], f"{row['max_ulp_err']:.1f}", f"{row['mean_abs_err'] * 2 ** r['frac_bits']:.2f}",
-                      f"{row['tolerance_ulp']:.1f}", f"{row['onnx_max_abs_err'] * 2 ** r['frac_bits']:.1f}", str(row["bound_ulp"]),
+                      f"{row['tolerance_ulp']:.1f}", "-" if row["onnx_max_abs_err"] is None else f"{row['onnx_max_abs_err'] * 2 ** r['frac_bits']:.1f}", str(row["bound_ulp"]),
                       "[green]ok[/]" if row["ok"] else "[red]FAIL[/]")
     console.print(table)
     tight = min(r["overflow"], key=lambda o: o["headroom_bits"])

@@ -30,8 +30,13 @@ def torch_layer_outputs(module: torch.nn.Module, graph, x: np.ndarray, dtype=tor
 
 
 def _onnx_prefix(module_name: str) -> str:
+    """Scope prefix the TorchScript exporter gives a module's nodes: "layer1.0.relu1" ->
+    "/layer1/layer1.0/relu1/" (a Sequential's numbered child is named "<parent>.<index>")."""
     parts = module_name.split(".")
-    return "/" + "/".join(".".join(parts[: i + 1]) for i in range(len(parts))) + "/"
+    scopes = []
+    for i, part in enumerate(parts):
+        scopes.append(f"{parts[i - 1]}.{part}" if part.isdigit() and i > 0 else part)
+    return "/" + "/".join(scopes) + "/"
 
 
 class OnnxOracle:
@@ -56,8 +61,12 @@ class OnnxOracle:
             if node is graph.output:
                 self.names[node.name] = "logits"
                 continue
-            prefix = _onnx_prefix(node.origin[-1])
-            matches = [n for n in model.graph.node if n.name.startswith(prefix)]
+            matches = []
+            for origin in reversed(node.origin):  # a BatchNorm folded into its Conv leaves the Conv's output
+                prefix = _onnx_prefix(origin)
+                matches = [n for n in model.graph.node if n.name.startswith(prefix)]
+                if matches:
+                    break
             if matches:
                 out = matches[-1].output[0]
                 self.names[node.name] = out
