@@ -33,6 +33,13 @@ class ChannelMap:
         return self.input_range[0] + execution
 
     @property
+    def capacity(self) -> int:
+        """Parameter channels available for one tensor each (the range minus the reserved ones)."""
+        lo, hi = self.parameter_range
+        reserved = max(0, min(hi, self.reserved[1]) - max(lo, self.reserved[0]) + 1)
+        return hi - lo + 1 - reserved
+
+    @property
     def max_inputs(self) -> int:
         return self.input_range[1] - self.input_range[0] + 1
 
@@ -97,7 +104,7 @@ def load_channel_map(path: str | Path | None = None) -> ChannelMap:
 def check_covers(cmap: ChannelMap, tensors: list[str]) -> bool:
     """True when every tensor has its own channel; False when the packed rule must be used."""
     missing = [t for t in tensors if t not in cmap.parameters]
-    if missing and cmap.packed is not None:
+    if missing and cmap.packed is not None and len(tensors) > cmap.capacity:
         return False
     if missing:
         raise UserError(f"{cmap.source}: no channel for tensor {missing[0]}" + (f" (and {len(missing) - 1} more)" if len(missing) > 1 else ""))
