@@ -39,7 +39,8 @@ def test_seed_verifies_every_layer_with_both_oracles(seed_dir, tmp_path, capsys)
         for key in ("name", "max_abs_err", "max_ulp_err", "bound_ulp", "tolerance", "ok"):
             assert key in row
         assert row["ok"] and row["max_abs_err"] <= row["tolerance"]
-        assert row["onnx_vs_torch"] is not None and row["onnx_vs_torch"] < 1e-3  # onnxruntime (float32) agrees with PyTorch
+        if row["op"] != "input":  # onnxruntime (float32) exposes every layer and agrees with PyTorch
+            assert row["onnx_vs_torch"] is not None and row["onnx_vs_torch"] < 1e-3
     assert plot.read_bytes()[:4] == b"\x89PNG"
 
 
