@@ -16,8 +16,8 @@ from ..load import load_model
 from ..load.images import load_image
 from ..load.torch_models import torch_module
 from ..quantize.fixedpoint import FixedSpec, bits_of, decode, encode
-from ..reference.run import Trace, run_fixed
-from ..verify.crosscheck import OnnxOracle, torch_layer_outputs
+from ..reference.run import Trace, run_fixed, run_float
+from ..verify.crosscheck import OnnxOracle, export_onnx, torch_layer_outputs
 from ..verify.integrity import attach_parameters, check_files, read_manifest
 from ..verify.layers import LayerTable
 
@@ -109,11 +109,32 @@ def parse_mpc_log(path: Path) -> dict[int, dict[int, int]]:
     return found
 
 
+def float_oracles(graph, model_path: Path, with_onnx: bool):
+    """(float per-layer function, onnxruntime oracle or None).
+
+    state_dict: PyTorch forward hooks on the original architecture, and onnxruntime on its export.
+    ONNX / TorchScript: the IR's float kernels (float64 PyTorch ops on the imported weights), and
+    onnxruntime on the user's ONNX file (or the TorchScript module's export)."""
+    import onnx
+
+    if graph.format == "state_dict":
+        module = torch_module(graph.name, model_path)
+        oracle = OnnxOracle(export_onnx(module, graph), graph) if with_onnx else None
+        return (lambda x: torch_layer_outputs(module, graph, x)), oracle
+    if graph.format == "onnx":
+        model = onnx.load(str(model_path))
+    else:
+        import torch
+
+        model = export_onnx(torch.jit.load(str(model_path), map_location="cpu"), graph)
+    oracle = OnnxOracle(model, graph, by="tensor") if with_onnx else None
+    return (lambda x: run_float(graph, x)), oracle
+
+
 def verify(opts: VerifyOptions, progress=None) -> dict:
     started = time.perf_counter()
     manifest, fx, graph, parsed, model_path = load_reference(opts.directory, opts.model)
-    module = torch_module(graph.name, model_path)
-    oracle = OnnxOracle(module, graph) if opts.onnx else None
+    float_model, oracle = float_oracles(graph, model_path, opts.onnx)
     table = LayerTable(graph, fx)
     trace = Trace()
     out_name = graph.output.name
@@ -125,7 +146,7 @@ def verify(opts: VerifyOptions, progress=None) -> dict:
         for pixels, yb, total in _batches_from_dataset(opts.dataset, opts.limit, opts.batch):
             xb = graph.preprocess(pixels)
             fixed = run_fixed(graph, fx, encode(xb, fx.frac_bits), trace)
-            flt = torch_layer_outputs(module, graph, xb)
+            flt = float_model(xb)
             table.add(fixed, flt, oracle.run(xb) if oracle else None, xb)
             ref_logits, flt_logits = decode(fixed[out_name], fx.frac_bits), flt[out_name]
             correct_float += int(np.sum(np.argmax(flt_logits, 1) == yb))
@@ -146,7 +167,7 @@ def verify(opts: VerifyOptions, progress=None) -> dict:
         x_int = np.stack(x_int)
         x_real = decode(x_int, fx.frac_bits)
         fixed = run_fixed(graph, fx, x_int, trace)
-        flt = torch_layer_outputs(module, graph, x_real)
+        flt = float_model(x_real)
         table.add(fixed, flt, oracle.run(x_real) if oracle else None, x_real)
         _check_expected_outputs(manifest, graph, parsed, {e["index"]: {k: v[i] for k, v in fixed.items()} for i, e in enumerate(executions)})
         ref_logits, flt_logits = decode(fixed[out_name], fx.frac_bits), flt[out_name]

@@ -95,6 +95,28 @@ def fuse_conv_blocks(graph: Graph) -> int:
     return count
 
 
+def fuse_shortcut(graph: Graph) -> int:
+    """subsample (equal steps) [-> channel_pad] => shortcut_a (the option-A pattern of ONNX exports)."""
+    count = 0
+    for sub in [n for n in graph.nodes if n.op == "subsample"]:
+        if sub not in graph.nodes:  # merged into the previous slice
+            continue
+        # two consecutive slices (H then W) become one subsample
+        nxt = _sole_consumer(graph, sub, "subsample")
+        if nxt is not None:
+            sub.attrs = {"step_h": sub.attrs["step_h"] * nxt.attrs["step_h"], "step_w": sub.attrs["step_w"] * nxt.attrs["step_w"]}
+            sub.origin = sub.origin + nxt.origin
+            _bypass(graph, nxt)
+        if sub.attrs["step_h"] != sub.attrs["step_w"]:
+            raise UserError(f"{sub.name}: subsampling with different steps on H and W is not supported")
+        pad = _sole_consumer(graph, sub, "channel_pad")
+        attrs = {"stride": sub.attrs["step_h"], "pad_lo": pad.attrs["pad_lo"] if pad else 0, "pad_hi": pad.attrs["pad_hi"] if pad else 0}
+        node = Node(sub.name, "shortcut_a", list(sub.inputs), attrs, origin=sub.origin + (pad.origin if pad else []))
+        graph.replace([sub, pad] if pad else [sub], node)
+        count += 1
+    return count
+
+
 def fuse_add_relu(graph: Graph) -> int:
     count = 0
     for add in [n for n in graph.nodes if n.op == "add"]:
@@ -136,7 +158,7 @@ def fuse_dense(graph: Graph) -> int:
     return count
 
 
-PIPELINE = [drop_identity, bn_to_affine, fuse_conv_blocks, fuse_add_relu, global_pools, fuse_dense]
+PIPELINE = [drop_identity, bn_to_affine, fuse_shortcut, fuse_conv_blocks, fuse_add_relu, global_pools, fuse_dense]
 
 
 def lower_for_mpc(graph: Graph) -> tuple[Graph, list[tuple[str, int]]]:

@@ -44,6 +44,7 @@ class Graph:
     # preprocessing of pixels in [0, 1] into the model input: (x - mean[c]) / std[c]
     mean: tuple[float, ...] | None = None
     std: tuple[float, ...] | None = None
+    format: str = "state_dict"  # the front end that produced it: state_dict / onnx / torchscript
 
     def preprocess(self, pixels):
         """pixels (N, C, H, W) or (C, H, W) in [0, 1] -> model input, float64."""

@@ -13,14 +13,27 @@ from ..ir import Graph
 from .state_dict import graph_from_state_dict
 
 
-def _read_state_dict(path: Path) -> dict:
+def _read_state_dict(path: Path, trust_pickle: bool = False):
+    """The state_dict as float64 numpy arrays; with trust_pickle a pickled nn.Module is returned as is."""
     import torch
 
     try:
         obj = torch.load(io.BytesIO(path.read_bytes()), map_location="cpu", weights_only=True)
-    except (RuntimeError, EOFError, zipfile.BadZipFile, ValueError, OSError, Exception) as exc:  # torch raises many kinds
+    except Exception as exc:  # torch raises many kinds
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise UserError(f"{path}: not a readable PyTorch state_dict (corrupt or truncated file?): {first[:160]}") from None
+        if "weights_only" in str(exc) or "Unsupported global" in str(exc):
+            if not trust_pickle:
+                raise UserError(f"{path}: holds pickled Python objects (a full module?); pass --trust-pickle if you trust "
+                                "its source, or save a state_dict") from None
+            try:
+                module = torch.load(io.BytesIO(path.read_bytes()), map_location="cpu", weights_only=False)
+            except Exception as exc2:  # noqa: BLE001
+                raise UserError(f"{path}: cannot unpickle the module: {str(exc2).splitlines()[0][:160]}") from None
+            if isinstance(module, torch.nn.Module):
+                return module
+            obj = module
+        else:
+            raise UserError(f"{path}: not a readable PyTorch state_dict (corrupt or truncated file?): {first[:160]}") from None
     if hasattr(obj, "state_dict") and not isinstance(obj, dict):
         obj = obj.state_dict()
     if not isinstance(obj, dict) or not obj:
@@ -33,8 +46,42 @@ def _read_state_dict(path: Path) -> dict:
     return out
 
 
-def load_model(path: str | Path) -> Graph:
-    """Load a model file into the IR (front ends: .pth/.pt state_dict of a known architecture)."""
+def model_format(path: Path) -> str:
+    """"onnx", "torchscript" or "state_dict" (a torch zip without TorchScript code, or legacy pickle)."""
+    if path.suffix.lower() == ".onnx":
+        return "onnx"
+    if zipfile.is_zipfile(path):
+        with zipfile.ZipFile(path) as zf:
+            if any("/code/" in n or n.startswith("code/") for n in zf.namelist()):
+                return "torchscript"
+    return "state_dict"
+
+
+def _module_to_onnx_graph(module, path: Path, shape=(1, 3, 32, 32)) -> Graph:
+    """A TorchScript or pickled nn.Module goes through the TorchScript ONNX exporter (eval mode)."""
+    import tempfile
+    import warnings
+
+    import torch
+
+    from .onnx_frontend import graph_from_onnx
+
+    with tempfile.TemporaryDirectory() as tmp:
+        target = Path(tmp) / (path.stem + ".onnx")
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                torch.onnx.export(module.eval(), torch.zeros(shape), str(target), dynamo=False)
+        except Exception as exc:  # the exporter raises many kinds
+            raise UserError(f"{path}: cannot trace the module to ONNX: {str(exc).splitlines()[0][:160]}") from None
+        graph = graph_from_onnx(target)
+    graph.description = f"{path.name} (module, via ONNX)"
+    return graph
+
+
+def load_model(path: str | Path, trust_pickle: bool = False) -> Graph:
+    """Load a model file into the IR. Front ends: a .pth/.pt state_dict of a known architecture, an
+    ONNX file, a TorchScript file, or (with trust_pickle) a fully pickled nn.Module."""
     path = Path(path)
     if not path.exists():
         raise UserError(f"model file not found: {path}")
@@ -42,10 +89,32 @@ def load_model(path: str | Path) -> Graph:
         raise UserError(f"model path is not a file: {path}")
     if path.stat().st_size == 0:
         raise UserError(f"model file is empty: {path}")
-    state = _read_state_dict(path)
-    for key, value in state.items():
-        if value.dtype.kind == "f" and not np.all(np.isfinite(value)):
-            raise UserError(f"{path}: tensor {key!r} contains NaN or Inf")
-    graph = graph_from_state_dict(state, path.name)
+    kind = model_format(path)
+    if kind == "onnx":
+        from .onnx_frontend import graph_from_onnx
+
+        graph = graph_from_onnx(path)
+    elif kind == "torchscript":
+        import torch
+
+        try:
+            module = torch.jit.load(str(path), map_location="cpu")
+        except Exception as exc:  # torch raises many kinds
+            raise UserError(f"{path}: not a readable TorchScript file: {str(exc).splitlines()[0][:160]}") from None
+        graph = _module_to_onnx_graph(module, path)
+    else:
+        state = _read_state_dict(path, trust_pickle)
+        if not isinstance(state, dict):  # a pickled module, loaded because the user trusts it
+            graph = _module_to_onnx_graph(state, path)
+        else:
+            for key, value in state.items():
+                if value.dtype.kind == "f" and not np.all(np.isfinite(value)):
+                    raise UserError(f"{path}: tensor {key!r} contains NaN or Inf")
+            graph = graph_from_state_dict(state, path.name)
+    graph.format = kind
+    for node in graph.nodes:
+        for key, value in node.params.items():
+            if not np.all(np.isfinite(value)):
+                raise UserError(f"{path}: {node.name}.{key} contains NaN or Inf")
     graph.infer_shapes()
     return graph

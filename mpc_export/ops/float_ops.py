@@ -163,3 +163,33 @@ class Identity(Op):
     @classmethod
     def ref_float(cls, node, x):
         return x
+
+
+class Subsample(Op):
+    """x[:, :, ::step_h, ::step_w] (an ONNX Slice); fused with channel_pad into shortcut_a."""
+
+    name = "subsample"
+
+    @classmethod
+    def infer_shape(cls, node, in_shapes, graph):
+        c, h, w = in_shapes[0]
+        return (c, -(-h // node.attrs["step_h"]), -(-w // node.attrs["step_w"]))
+
+    @classmethod
+    def ref_float(cls, node, x):
+        return x[:, :, :: node.attrs["step_h"], :: node.attrs["step_w"]]
+
+
+class ChannelPad(Op):
+    """Zero channels before (pad_lo) and after (pad_hi) the input's (an ONNX Pad on axis 1)."""
+
+    name = "channel_pad"
+
+    @classmethod
+    def infer_shape(cls, node, in_shapes, graph):
+        c, h, w = in_shapes[0]
+        return (c + node.attrs["pad_lo"] + node.attrs["pad_hi"], h, w)
+
+    @classmethod
+    def ref_float(cls, node, x):
+        return np.pad(x, ((0, 0), (node.attrs["pad_lo"], node.attrs["pad_hi"]), (0, 0), (0, 0)))

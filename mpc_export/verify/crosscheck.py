@@ -39,27 +39,46 @@ def _onnx_prefix(module_name: str) -> str:
     return "/" + "/".join(scopes) + "/"
 
 
-class OnnxOracle:
-    """ONNX export (TorchScript exporter) of the float model with layer outputs as extra graph outputs."""
+def export_onnx(module: torch.nn.Module, graph):
+    """ONNX export (TorchScript exporter, float32, dynamic batch) of a PyTorch float model."""
+    import onnx
 
-    def __init__(self, module: torch.nn.Module, graph):
+    buffer = io.BytesIO()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        torch.onnx.export(module.float().eval(), torch.zeros((1, *graph.input_shape)), buffer, dynamo=False,
+                          input_names=["input"], output_names=["logits"], dynamic_axes={"input": {0: "n"}, "logits": {0: "n"}})
+    return onnx.load_from_string(buffer.getvalue())
+
+
+class OnnxOracle:
+    """onnxruntime on an ONNX model of the float network, with layer outputs as extra graph outputs.
+
+    by="scope": the model was exported from PyTorch here and nodes carry module names (state_dict
+    front end); by="tensor": the nodes' origins are the ONNX tensor names (ONNX / TorchScript front ends).
+    A model with a fixed batch of 1 is run one image at a time."""
+
+    def __init__(self, model, graph, by: str = "scope"):
         import onnx
         import onnxruntime as ort
 
-        module = module.float().eval()
-        buffer = io.BytesIO()
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            torch.onnx.export(module, torch.zeros((1, *graph.input_shape)), buffer, dynamo=False,
-                              input_names=["input"], output_names=["logits"], dynamic_axes={"input": {0: "n"}, "logits": {0: "n"}})
-        model = onnx.load_from_string(buffer.getvalue())
         existing = {o.name for o in model.graph.output}
+        self.input_name = next(i.name for i in model.graph.input if i.name not in {t.name for t in model.graph.initializer})
+        dim = model.graph.input[0].type.tensor_type.shape.dim[0]
+        self.fixed_batch = dim.dim_value if dim.HasField("dim_value") else None
         self.names: dict[str, str] = {}
         for node in graph.nodes:
             if not node.origin:
                 continue
             if node is graph.output:
-                self.names[node.name] = "logits"
+                self.names[node.name] = model.graph.output[0].name
+                continue
+            if by == "tensor":
+                out = node.origin[-1]
+                self.names[node.name] = out
+                if out not in existing:
+                    model.graph.output.append(onnx.helper.make_empty_tensor_value_info(out))
+                    existing.add(out)
                 continue
             matches = []
             for origin in reversed(node.origin):  # a BatchNorm folded into its Conv leaves the Conv's output
@@ -79,5 +98,11 @@ class OnnxOracle:
 
     def run(self, x: np.ndarray) -> dict[str, np.ndarray]:
         keys = list(self.names)
-        outs = self.session.run([self.names[k] for k in keys], {"input": x.astype(np.float32)})
+        wanted = [self.names[k] for k in keys]
+        x = x.astype(np.float32)
+        if self.fixed_batch == 1:
+            parts = [self.session.run(wanted, {self.input_name: x[i:i + 1]}) for i in range(len(x))]
+            outs = [np.concatenate([p[j] for p in parts]) for j in range(len(keys))]
+        else:
+            outs = self.session.run(wanted, {self.input_name: x})
         return dict(zip(keys, outs))
