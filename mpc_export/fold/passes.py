@@ -64,8 +64,8 @@ def fuse_conv_blocks(graph: Graph) -> int:
     for conv in [n for n in graph.nodes if n.op == "conv2d"]:
         w = conv.params["weight"]
         stride = conv.attrs.get("stride", 1)
-        if w.shape[2:] != (3, 3) or stride not in (1, 2) or conv.attrs.get("padding", 0) != 1:
-            raise UserError(f"{conv.name}: only 3x3 convolutions with padding 1 and stride 1 or 2 are supported")
+        if w.shape[2:] not in ((3, 3), (1, 1)) or stride not in (1, 2) or conv.attrs.get("padding", 0) != w.shape[2] // 2:
+            raise UserError(f"{conv.name}: only 3x3 (padding 1) and 1x1 (padding 0) convolutions with stride 1 or 2 are supported")
         chain = [conv]
         pre = _sole_consumer(graph, chain[-1], "maxpool", kernel=2)
         if pre is not None:

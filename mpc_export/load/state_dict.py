@@ -124,7 +124,8 @@ class _Builder:
 
 
 def _is_resnet_a(state: dict) -> bool:
-    return "conv1.weight" in state and "layer1.0.conv1.weight" in state and "linear.weight" in state and "layer1.0.shortcut.0.weight" not in state
+    """CIFAR ResNets (ResNet-20 option A; ResNet-18 with 1x1 projection shortcuts)."""
+    return "conv1.weight" in state and "layer1.0.conv1.weight" in state and "linear.weight" in state
 
 
 def _resnet_a(state: dict, name: str) -> Graph:
@@ -142,7 +143,9 @@ def _resnet_a(state: dict, name: str) -> Graph:
                 raise UserError(f"{p}.conv1.weight expects {state[f'{p}.conv1.weight'].shape[1]} input channels, the block gets {channels}")
             y = b.simple(f"{p}.relu1", "relu", [b.bn(f"{p}.bn1", b.conv(f"{p}.conv1", x, stride))])
             y = b.bn(f"{p}.bn2", b.conv(f"{p}.conv2", y))
-            if stride != 1 or channels != out:
+            if f"{p}.shortcut.0.weight" in state:  # projection shortcut: 1x1 conv + BN
+                shortcut = b.bn(f"{p}.shortcut.1", b.conv(f"{p}.shortcut.0", x, stride))
+            elif stride != 1 or channels != out:
                 if out != channels + 2 * (out // 4):
                     raise UserError(f"{p}: an option-A shortcut from {channels} to {out} channels is not planes/4 padding")
                 shortcut = b.simple(f"{p}.shortcut", "shortcut_a", [x], stride=stride, pad_lo=out // 4, pad_hi=out // 4)
@@ -154,7 +157,9 @@ def _resnet_a(state: dict, name: str) -> Graph:
     x = b.linear("linear", b.simple("flatten", "flatten", [x]))
     b.check_keys_used("ResNet-20")
     depth = 2 + 2 * sum(len(w) for w in blocks)
-    return Graph(b.nodes, (3, 32, 32), name="resnet20", description=f"ResNet-{depth} (option A) from {name}",
+    projection = any(".shortcut.0.weight" in k for k in state)
+    return Graph(b.nodes, (3, 32, 32), name=f"resnet{depth}",
+                 description=f"ResNet-{depth} ({'projection' if projection else 'option A'} shortcuts) from {name}",
                  mean=(0.485, 0.456, 0.406), std=(0.229, 0.224, 0.225))
 
 

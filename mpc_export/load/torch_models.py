@@ -57,14 +57,17 @@ class ShortcutA(nn.Module):
 
 
 class BasicBlockA(nn.Module):
-    def __init__(self, in_planes: int, mid: int, planes: int, stride: int):
+    def __init__(self, in_planes: int, mid: int, planes: int, stride: int, projection: bool = False):
         super().__init__()
         self.conv1 = nn.Conv2d(in_planes, mid, 3, stride, 1, bias=False)
         self.bn1 = nn.BatchNorm2d(mid)
         self.relu1 = nn.ReLU()
         self.conv2 = nn.Conv2d(mid, planes, 3, 1, 1, bias=False)
         self.bn2 = nn.BatchNorm2d(planes)
-        self.shortcut = ShortcutA(planes // 4) if stride != 1 or in_planes != planes else nn.Identity()
+        if projection and (stride != 1 or in_planes != planes):
+            self.shortcut = nn.Sequential(nn.Conv2d(in_planes, planes, 1, stride, bias=False), nn.BatchNorm2d(planes))
+        else:
+            self.shortcut = ShortcutA(planes // 4) if stride != 1 or in_planes != planes else nn.Identity()
         self.add = Add()
         self.relu2 = nn.ReLU()
 
@@ -77,7 +80,7 @@ class BasicBlockA(nn.Module):
 class ResNetA(nn.Module):
     """ResNet-20 style CIFAR ResNet with option-A shortcuts; block widths (mid, out) per block."""
 
-    def __init__(self, stem: int, blocks: list[list[tuple[int, int]]], classes: int = 10):
+    def __init__(self, stem: int, blocks: list[list[tuple[int, int]]], classes: int = 10, projection: bool = False):
         super().__init__()
         self.conv1 = nn.Conv2d(3, stem, 3, 1, 1, bias=False)
         self.bn1 = nn.BatchNorm2d(stem)
@@ -87,7 +90,7 @@ class ResNetA(nn.Module):
             layer = []
             for index, (mid, out) in enumerate(widths):
                 stride = 2 if stage > 1 and index == 0 else 1
-                layer.append(BasicBlockA(channels, mid, out, stride))
+                layer.append(BasicBlockA(channels, mid, out, stride, projection))
                 channels = out
             setattr(self, f"layer{stage}", nn.Sequential(*layer))
         self.stages = len(blocks)
@@ -118,7 +121,8 @@ def resnet_a_blocks(state: dict) -> tuple[int, list[list[tuple[int, int]]]]:
 
 def resnet_a_from_state(state: dict) -> nn.Module:
     stem, blocks = resnet_a_blocks(state)
-    model = ResNetA(stem, blocks, int(state["linear.weight"].shape[0]))
+    projection = any(".shortcut.0.weight" in k for k in state)
+    model = ResNetA(stem, blocks, int(state["linear.weight"].shape[0]), projection)
     model.load_state_dict({k: torch.as_tensor(v) for k, v in state.items()})
     return model.eval()
 
@@ -189,4 +193,4 @@ def torch_module(graph_name: str, model_path) -> nn.Module:
     state = torch.load(model_path, map_location="cpu", weights_only=True)
     if not isinstance(state, dict):
         state = state.state_dict()
-    return BUILDERS[graph_name](state)
+    return BUILDERS["resnet20" if graph_name.startswith("resnet") else graph_name](state)

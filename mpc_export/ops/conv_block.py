@@ -1,4 +1,4 @@
-"""conv_block: 3x3 convolution (padding 1, stride 1 or 2) + bias, optional 2x2 max pool, optional folded
+"""conv_block: 3x3 (padding 1) or 1x1 (padding 0) convolution, stride 1 or 2, + bias, optional 2x2 max pool, optional folded
 batch norm, one truncation, optional ReLU, optional 2x2 average pool.
 
 The batched truncation schedule (all integers; x at scale 2^F; w, bias, new_gamma, new_beta at 2^F):
@@ -44,9 +44,9 @@ class ConvBlock(Op):
     def infer_shape(cls, node, in_shapes, graph):
         c, h, w = in_shapes[0]
         o, i, kh, kw = node.params["weight"].shape
-        assert (i, kh, kw) == (c, 3, 3)
+        assert i == c and kh == kw and kh in (1, 3)
         s = node.attrs.get("stride", 1)
-        h, w = window_out(h, 3, s, 1), window_out(w, 3, s, 1)
+        h, w = window_out(h, kh, s, kh // 2), window_out(w, kw, s, kw // 2)
         if node.attrs.get("pre_pool"):
             h, w = h // 2, w // 2
         if node.attrs.get("post_pool"):
@@ -56,7 +56,7 @@ class ConvBlock(Op):
     @classmethod
     def ref_float(cls, node, x):
         p, a = node.params, node.attrs
-        y = conv2d_float(x, p["weight"], p["bias"], a.get("stride", 1), 1)
+        y = conv2d_float(x, p["weight"], p["bias"], a.get("stride", 1), p["weight"].shape[2] // 2)
         if a.get("pre_pool"):
             y = pool2x2_max(y)
         if a.get("affine", True):
@@ -70,7 +70,7 @@ class ConvBlock(Op):
         o, i, kh, kw = node.params["weight"].shape
         c, h, w = node.in_shapes[0]
         s = node.attrs.get("stride", 1)
-        return int(o * i * kh * kw * window_out(h, 3, s, 1) * window_out(w, 3, s, 1))
+        return int(o * i * kh * kw * window_out(h, kh, s, kh // 2) * window_out(w, kw, s, kw // 2))
 
     @classmethod
     def ref_fixed(cls, node, fx, trace, x):
@@ -82,10 +82,11 @@ class ConvBlock(Op):
         bound = acc_bound * max_abs(q["new_gamma"]) + max_abs(q["new_beta"]) * 2 ** (2 * f) if a.get("affine", True) else acc_bound
         use_float = bound < 2**FLOAT64_EXACT_BITS
         if use_float:
-            acc = conv2d_float(x.astype(np.float64), q["weight"].astype(np.float64), q["bias"].astype(np.float64) * 2.0**f, a.get("stride", 1), 1)
+            acc = conv2d_float(x.astype(np.float64), q["weight"].astype(np.float64), q["bias"].astype(np.float64) * 2.0**f,
+                               a.get("stride", 1), q["weight"].shape[2] // 2)
             shift = lambda v, m: np.floor(v * 2.0**-m)  # noqa: E731  exact on integer-valued float64
         else:
-            acc = exact.conv2d(x, q["weight"], padding=1, stride=a.get("stride", 1))
+            acc = exact.conv2d(x, q["weight"], padding=q["weight"].shape[2] // 2, stride=a.get("stride", 1))
             acc = to_exact(acc, bound) + to_exact(q["bias"], bound)[None, :, None, None] * 2**f
             shift = floor_shift
         trace.record(node, "accumulator", acc)
@@ -188,12 +189,12 @@ class ConvBlock(Op):
         """What the program executes: taps on the H x (W+2) grid of the padded plane (a stride-2 conv
         is computed at stride 1 and subsampled), 3 comparisons + 3 selections per 2x2 max, one
         multiplication by new_gamma, one truncation and one comparison + multiplication per ReLU."""
-        o, i, _, _ = node.params["weight"].shape
+        o, i, kh, kw = node.params["weight"].shape
         a = node.attrs
         conv_grid, value_grid, out_grid, _ = cls.grids(node)
         pre = 3 * value_grid if a.get("pre_pool") else 0
         relu = value_grid if a.get("relu", True) else 0
-        mults = i * 9 * conv_grid + pre + (value_grid if a.get("affine", True) else 0) + relu
+        mults = i * kh * kw * conv_grid + pre + (value_grid if a.get("affine", True) else 0) + relu
         truncs = value_grid + (out_grid if a.get("post_pool") else 0)
         return {"multiplications": o * mults, "truncations": o * truncs, "comparisons": o * (pre + relu)}
 
@@ -216,7 +217,7 @@ class ConvBlock(Op):
             "bias": layout.param(node, "bias"),
             "gamma": layout.param(node, "new_gamma"),
             "beta": layout.param(node, "new_beta"),
-            "channels_in": c, "height": h, "width": w, "channels_out": oc,
+            "channels_in": c, "height": h, "width": w, "channels_out": oc, "kernel": node.params["weight"].shape[2],
             "conv_grid": conv_grid,
             "resample": resample,
             "resample_rows": hv, "resample_valid": wv, "resample_columns": wv + 2,
