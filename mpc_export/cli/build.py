@@ -20,6 +20,7 @@ from ..load.images import demo_image, load_image
 from ..quantize.fixedpoint import FixedSpec, bits_of, encode
 from ..quantize.graph import quantize_graph
 from ..reference.run import Trace, run_fixed
+from ..verify.cost import total_cost
 
 
 @dataclass
@@ -34,17 +35,6 @@ class BuildOptions:
     debug: bool = False
     mean: tuple[float, ...] | None = None
     std: tuple[float, ...] | None = None
-
-
-def total_cost(graph, fx) -> dict:
-    layers = []
-    totals = {"multiplications": 0, "truncations": 0, "comparisons": 0}
-    for node in graph.nodes:
-        cost = node.spec.cost(node, fx)
-        layers.append({"node": node.name, **cost})
-        for key in totals:
-            totals[key] += cost[key]
-    return {"layers": layers, "totals": totals}
 
 
 def check_calibration(budget, trace: Trace, what: str) -> None:
@@ -157,6 +147,7 @@ def build(opts: BuildOptions, progress=None) -> dict:
             "layers": [{"name": n.name, "op": n.op, "shape": list(n.shape), "origin": n.origin} for n in graph.nodes],
             "budget": {"tensors": budget.tensors, "stages": [s.as_dict() for s in budget.stages]},
             "cost": total_cost(graph, fx),
+            "input_values_per_channel": {str(f["channel"]): f["count"] for f in files if "channel" in f},
             "executions": [{"index": i.execution, "channel": i.channel, "path": i.path, "source": sources[i.execution],
                             "logits": [int(v) for v in outputs[graph.output.name][i.execution]],
                             "predicted_class": int(np.argmax(outputs[graph.output.name][i.execution]))} for i in inputs],

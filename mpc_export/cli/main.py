@@ -184,6 +184,40 @@ def verify(
         raise VerificationFailed("verification failed: the MPC log deviates from the reference beyond the bound")
 
 
+@app.command()
+def cost(
+    directory: Optional[Path] = typer.Argument(None, help="directory written by build (default: the last build's --out)"),
+    as_json: bool = typer.Option(False, "--json", help="print the report as one JSON object"),
+):
+    """Per-layer secret multiplications, truncations, comparisons, values per channel, rounds (estimate)."""
+    from ..verify.integrity import read_manifest
+
+    if directory is None:
+        last = _last_build_file()
+        if not last.is_file():
+            raise UserError("no directory given and no previous build recorded; pass the build's --out directory")
+        directory = Path(last.read_text().strip())
+    manifest = read_manifest(directory)
+    report = {"cost": manifest["cost"], "input_values_per_channel": manifest.get("input_values_per_channel", {})}
+    if as_json:
+        print(json.dumps(report))
+        return
+    table = Table(title=f"cost of {manifest['program']['path']} (per execution)")
+    for col in ("layer", "op", "multiplications", "truncations", "comparisons", "rounds (est.)", "zero weights"):
+        table.add_column(col, justify="right" if col not in ("layer", "op") else "left")
+    for row in manifest["cost"]["layers"]:
+        table.add_row(row["node"], row["op"], f"{row['multiplications']:,}", f"{row['truncations']:,}", f"{row['comparisons']:,}",
+                      f"{row['rounds_estimate']:,}", f"{row['weight_zero_fraction'] * 100:.1f} %" if row["op"] in ("conv_block", "dense") else "")
+    t = manifest["cost"]["totals"]
+    table.add_row("total", "", f"{t['multiplications']:,}", f"{t['truncations']:,}", f"{t['comparisons']:,}", f"{t['rounds_estimate']:,}", "")
+    console.print(table)
+    values = report["input_values_per_channel"]
+    console.print("values input per channel: " + ", ".join(f"{ch}: {n:,}" for ch, n in values.items()))
+    sp = manifest["cost"]["sparsity"]
+    console.print(f"a public sparsity pattern would save {sp['public_pattern_would_save_multiplications']:,} multiplications; "
+                  f"{sp['note']}")
+
+
 def _print_report(r: dict) -> None:
     table = Table(title=f"per-layer check, {r['images']} image(s), units of 2^-{r['frac_bits']} (ulp)")
     for col in ("layer", "torch module", "max |ref - torch|", "mean", "tolerance", "max |ref - onnx|", "MPC bound", "ok"):

@@ -74,13 +74,10 @@ class Layout:
             if node.op == "input":
                 self.buffers.append(Buffer("INPUT_STAGING", "sint", _prod(node.shape), "dense", "input as read, dense CHW"))
 
-    def _layout_for(self, node) -> str:
-        """Zero-padded planes if any consumer reads planes, else a dense vector (also for the output)."""
-        wanted = {c.spec.input_layout for c in self.graph.consumers(node.name)} or {"dense"}
-        layout = "padded" if "padded" in wanted else "dense"
-        if layout not in node.spec.output_layouts:
-            raise NotImplementedError(f"{node.name} ({node.op}) cannot write the {layout} layout its consumers read")
-        return layout
+    @staticmethod
+    def _layout_for(node) -> str:
+        """Decided by the assign_layouts pass."""
+        return node.attrs["out_layout"]
 
     @staticmethod
     def ident(node) -> str:

@@ -158,6 +158,18 @@ def fuse_dense(graph: Graph) -> int:
     return count
 
 
+def assign_layouts(graph: Graph) -> int:
+    """Decide once how each activation is stored in the program (read by codegen and by cost):
+    zero-padded planes if any consumer reads planes, else a dense vector (also the output)."""
+    for node in graph.nodes:
+        wanted = {c.spec.input_layout for c in graph.consumers(node.name)} or {"dense"}
+        layout = "padded" if "padded" in wanted else "dense"
+        if layout not in node.spec.output_layouts:
+            raise UserError(f"{node.name} ({node.op}) cannot write the {layout} layout its consumers read")
+        node.attrs["out_layout"] = layout
+    return len(graph.nodes)
+
+
 PIPELINE = [drop_identity, bn_to_affine, fuse_shortcut, fuse_conv_blocks, fuse_add_relu, global_pools, fuse_dense]
 
 
@@ -172,4 +184,5 @@ def lower_for_mpc(graph: Graph) -> tuple[Graph, list[tuple[str, int]]]:
     for node in graph.nodes:
         if not node.spec.executable:
             raise UserError(f"{node.name}: op {node.op!r} (from {', '.join(node.origin) or 'the model'}) cannot be executed by the generated program")
+    log.append(("assign_layouts", assign_layouts(graph)))
     return graph, log

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .base import Op, Stage
+from .base import Op, Stage, protocol_cost
 
 
 class Add(Op):
@@ -56,7 +56,7 @@ class Add(Op):
     def cost(cls, node, fx):
         c, h, w = node.shape
         n = c * (h + 2) * (w + 2) if node.attrs.get("relu") else 0  # the program works on whole padded planes
-        return {"multiplications": n, "truncations": 0, "comparisons": n}
+        return protocol_cost(n, {}, {fx.total_bits: n})
 
     @classmethod
     def template_args(cls, node, fx, layout):

@@ -22,6 +22,21 @@ import numpy as np
 OPS: dict[str, type["Op"]] = {}
 
 
+def protocol_cost(multiplications: int, truncations: dict, comparisons: dict) -> dict:
+    """An op's cost: secret multiplications, TruncPr calls by (bit length, shift), LTZ comparisons by bit
+    length (each also reported as totals). The MAMBA compiler's preprocessing requirement (triples, bits)
+    is a fixed function of these, which tests check against the compiler itself."""
+    truncations = {key: n for key, n in truncations.items() if n}
+    comparisons = {key: n for key, n in comparisons.items() if n}
+    return {
+        "multiplications": int(multiplications),
+        "truncations": int(sum(truncations.values())),
+        "comparisons": int(sum(comparisons.values())),
+        "truncations_by_shape": {f"{k},{m}": int(n) for (k, m), n in sorted(truncations.items())},
+        "comparisons_by_bits": {str(k): int(n) for k, n in sorted(comparisons.items())},
+    }
+
+
 @dataclass
 class Stage:
     """An intermediate an executable op holds: its name, scale exponent (in units of F) and bit limit."""

@@ -20,7 +20,7 @@ import numpy as np
 from ..quantize.fixedpoint import FLOAT64_EXACT_BITS, floor_shift, max_abs, to_exact
 from ..reference import exact
 from ._kernels import conv2d_float, pool2x2_max, pool2x2_sum, window_out
-from .base import Op, Stage
+from .base import Op, Stage, protocol_cost
 
 
 def _weight_abs_sums(node) -> np.ndarray:
@@ -181,22 +181,26 @@ class ConvBlock(Op):
         resampled = a.get("stride", 1) == 2 or a.get("pre_pool")
         hv, wv = (h // 2, w // 2) if resampled else (h, w)
         value_grid = hv * (wv + 2) if resampled else conv_grid
-        out_grid = (hv // 2) * (wv // 2 + 2) if a.get("post_pool") else value_grid
+        out_columns = wv // 2 + 2 if a.get("out_layout", "padded") == "padded" else wv // 2
+        out_grid = (hv // 2) * out_columns if a.get("post_pool") else value_grid
         return conv_grid, value_grid, out_grid, (hv, wv)
 
     @classmethod
     def cost(cls, node, fx):
         """What the program executes: taps on the H x (W+2) grid of the padded plane (a stride-2 conv
-        is computed at stride 1 and subsampled), 3 comparisons + 3 selections per 2x2 max, one
-        multiplication by new_gamma, one truncation and one comparison + multiplication per ReLU."""
+        is computed at stride 1 and subsampled), 3 comparisons + 3 selections per 2x2 max (on 2K bits),
+        one multiplication by new_gamma, one truncation and one comparison + multiplication per ReLU."""
         o, i, kh, kw = node.params["weight"].shape
-        a = node.attrs
+        a, k, f = node.attrs, fx.total_bits, fx.frac_bits
         conv_grid, value_grid, out_grid, _ = cls.grids(node)
         pre = 3 * value_grid if a.get("pre_pool") else 0
         relu = value_grid if a.get("relu", True) else 0
         mults = i * kh * kw * conv_grid + pre + (value_grid if a.get("affine", True) else 0) + relu
-        truncs = value_grid + (out_grid if a.get("post_pool") else 0)
-        return {"multiplications": o * mults, "truncations": o * truncs, "comparisons": o * (pre + relu)}
+        truncs = {(2 * k, 2 * f if a.get("affine", True) else f): o * value_grid}
+        if a.get("post_pool"):
+            truncs[(k + 2, 2)] = o * out_grid
+        comparisons = {2 * k: o * pre, k: o * relu}
+        return protocol_cost(o * mults, truncs, comparisons)
 
     @classmethod
     def template_args(cls, node, fx, layout):

@@ -13,7 +13,7 @@ import numpy as np
 
 from ..quantize.fixedpoint import floor_shift, max_abs, to_exact
 from ..reference import exact
-from .base import Op, Stage
+from .base import Op, Stage, protocol_cost
 
 
 class Dense(Op):
@@ -82,8 +82,8 @@ class Dense(Op):
     @classmethod
     def cost(cls, node, fx):
         out, fan_in = node.params["weight"].shape
-        relu = 1 if node.attrs["relu"] else 0
-        return {"multiplications": out * fan_in + relu * out, "truncations": out, "comparisons": relu * out}
+        relu = out if node.attrs["relu"] else 0
+        return protocol_cost(out * fan_in + relu, {(2 * fx.total_bits, fx.frac_bits): out}, {fx.total_bits: relu})
 
     @classmethod
     def template_args(cls, node, fx, layout):

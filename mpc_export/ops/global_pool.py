@@ -12,7 +12,7 @@ import math
 import numpy as np
 
 from ..quantize.fixedpoint import encode, floor_shift
-from .base import Op, Stage
+from .base import Op, Stage, protocol_cost
 
 
 def _area(node) -> int:
@@ -83,8 +83,10 @@ class GlobalAvgPool(_GlobalPool):
 
     @classmethod
     def cost(cls, node, fx):
-        c = node.in_shapes[0][0]
-        return {"multiplications": 0 if _power_of_two(_area(node)) else c, "truncations": c, "comparisons": 0}
+        c, area, k = node.in_shapes[0][0], _area(node), fx.total_bits
+        if _power_of_two(area):
+            return protocol_cost(0, {(k + int(math.log2(area)), int(math.log2(area))): c}, {})
+        return protocol_cost(0, {(2 * k, fx.frac_bits): c}, {})
 
 
 class GlobalMaxPool(_GlobalPool):
@@ -120,4 +122,4 @@ class GlobalMaxPool(_GlobalPool):
     def cost(cls, node, fx):
         c = node.in_shapes[0][0]
         n = (_area(node) - 1) * c
-        return {"multiplications": n, "truncations": 0, "comparisons": n}
+        return protocol_cost(n, {}, {fx.total_bits: n})
