@@ -185,6 +185,44 @@ def verify(
 
 
 @app.command()
+def run(
+    directory: Path = typer.Argument(..., help="directory written by build"),
+    runtime: Path = typer.Option(..., "--runtime", help="FANNG-MPC installation (PlayerBinary.x, Data/, Cert-Store/)"),
+    compiler: Optional[Path] = typer.Option(None, "--compiler", help="MAMBA compiler directory (compile-mamba.py); default: the runtime's"),
+    parties: int = typer.Option(3, "--parties", help="number of players (the runtime's set-up: 3)"),
+    execution: Optional[int] = typer.Option(None, "--execution", help="compare only this execution's logits"),
+    timeout: float = typer.Option(600.0, "--timeout", help="wall-clock limit for the players, seconds"),
+    log: Optional[Path] = typer.Option(None, "--log", help="save player 0's output here (default DIR/run-logs/P0.log)"),
+    keep: bool = typer.Option(False, "--keep", help="keep the temporary run root"),
+):
+    """Run the generated program for real (3 players on 127.0.0.1) and check its logits against the reference."""
+    from ..run.runtime import RunOptions, run as run_program
+    from .verify import VerifyOptions, verify as run_verify
+
+    result = run_program(RunOptions(directory=directory, runtime=runtime, compiler=compiler, parties=parties,
+                                    execution=execution, timeout=timeout, log=log, keep=keep),
+                         progress=lambda msg: err_console.print(msg))
+    report = run_verify(VerifyOptions(directory=directory, mpc_log=result.log_path, onnx=False, min_agreement=0.0))
+    m = report["mpc"]
+    console.print(f"MPC run: {result.wall_s:.1f} s for the players (compile {result.compile_s:.1f} s), peak "
+                  f"{', '.join(f'{p} MB' for p in result.peak_mb)}; log {result.log_path}")
+    reference = report["fixed_logits"]
+    table = Table(title="logits: MPC vs reference (raw integers, units of 2^-F)")
+    for col in ("execution", "class", "MPC", "reference", "|diff|"):
+        table.add_column(col, justify="right")
+    for e, values in sorted(result.logits.items()):
+        for j, v in sorted(values.items()):
+            table.add_row(str(e), str(j), str(v), str(reference[e][j]), str(abs(v - reference[e][j])))
+    console.print(table)
+    same_class = all(max(values, key=values.get) == max(range(len(reference[e])), key=reference[e].__getitem__)
+                     for e, values in result.logits.items())
+    console.print(f"max |MPC - reference| = {m['max_ulp_err']} ulp, bound {m['bound_ulp']} ulp; predicted class "
+                  f"{'matches' if same_class else 'DIFFERS'}")
+    if not (m["ok"] and same_class):
+        raise VerificationFailed("the MPC run deviates from the reference beyond the derived bound or changes a prediction")
+
+
+@app.command()
 def cost(
     directory: Optional[Path] = typer.Argument(None, help="directory written by build (default: the last build's --out)"),
     as_json: bool = typer.Option(False, "--json", help="print the report as one JSON object"),

@@ -1,0 +1,264 @@
+"""`mpc-export run`: execute a build in an operator's FANNG-MPC installation, 3 players on 127.0.0.1.
+
+Steps: check the build's integrity (nothing starts on a tampered file), make a fresh run root (links to
+the runtime's PlayerBinary.x, Circuits, Cert-Store; a copy of its Data/ set-up plus the build's data
+folder), compile the program to bytecode with the MAMBA compiler, start the players with the IO
+answers on their stdin, enforce the timeout, stop only the processes started here, delete the memory
+dumps, keep the logs, and compare the logits the program prints with the reference within the bound
+of the probabilistic truncations. Each player holds ~3.8 GB: runs are serialised by a lock file.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import os
+import random
+import resource
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from ..errors import UserError, VerificationFailed
+
+PARTIES = 3
+LOCK = Path(tempfile.gettempdir()) / "mpc-export-run.lock"
+
+# compile-mamba.py recurses deeply on large programs: raise the limit and run it in a thread with a big stack
+_COMPILE_BOOT = r"""
+import runpy, sys, threading
+sys.setrecursionlimit(20000)
+threading.stack_size(512 * 1024 * 1024)
+script, sys.argv = sys.argv[1], sys.argv[1:]
+code = [0]
+def main():
+    try:
+        runpy.run_path(script, run_name="__main__")
+    except SystemExit as exc:
+        code[0] = exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 1)
+    except BaseException:
+        import traceback
+        traceback.print_exc()
+        code[0] = 1
+worker = threading.Thread(target=main)
+worker.start()
+worker.join()
+sys.exit(code[0])
+"""
+
+
+@dataclass
+class RunOptions:
+    directory: Path
+    runtime: Path
+    compiler: Path | None = None
+    parties: int = 3
+    execution: int | None = None
+    timeout: float = 600.0
+    log: Path | None = None
+    keep: bool = False
+
+
+@dataclass
+class RunResult:
+    ok: bool
+    wall_s: float
+    compile_s: float
+    logits: dict[int, dict[int, int]]
+    log_path: Path | None
+    peak_mb: list[int]
+
+
+def find_runtime(runtime: Path) -> tuple[Path, Path]:
+    """(runtime dir, its Data set-up dir); refuses a directory that is not a FANNG-MPC installation."""
+    runtime = runtime.resolve()
+    if not (runtime / "PlayerBinary.x").is_file() or not os.access(runtime / "PlayerBinary.x", os.X_OK):
+        raise UserError(f"{runtime}: no executable PlayerBinary.x (pass the FANNG-MPC installation directory)")
+    for name in ("Cert-Store", "Circuits"):
+        if not (runtime / name).is_dir():
+            raise UserError(f"{runtime}: no {name}/ (the runtime's set-up is incomplete)")
+    for name in ("Data", "Data-template"):
+        if (runtime / name / "NetworkData.txt").is_file():
+            return runtime, runtime / name
+    raise UserError(f"{runtime}: no Data/NetworkData.txt (run the runtime's Setup first)")
+
+
+def find_compiler(runtime: Path, compiler: Path | None) -> Path:
+    for candidate in ([compiler] if compiler else [runtime, runtime.parent]):
+        if candidate and (Path(candidate) / "compile-mamba.py").is_file():
+            return Path(candidate).resolve()
+    raise UserError(f"no compile-mamba.py in {compiler or runtime}; pass --compiler DIR (the MAMBA compiler's directory)")
+
+
+def _free_port_base() -> int:
+    """Three consecutive free ports below the kernel's ephemeral range (the players' own outgoing
+    connections use ephemeral ports)."""
+    lo = 32768
+    try:
+        lo = int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
+    except (OSError, ValueError):
+        pass
+    rng = random.Random(os.getpid() ^ time.time_ns())
+    for _ in range(200):
+        base = rng.randrange(10000, max(10001, lo - PARTIES))
+        try:
+            for port in range(base, base + PARTIES):
+                with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+                    sock.bind(("127.0.0.1", port))
+            return base
+        except OSError:
+            continue
+    raise UserError("no three free ports found on 127.0.0.1")
+
+
+def _no_core_dumps() -> None:
+    resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
+
+
+def _peak_mb(pid: int) -> int:
+    try:
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) // 1024
+    except (OSError, ValueError):
+        pass
+    return 0
+
+
+def _stop(proc: subprocess.Popen) -> None:
+    """Stop one player started here, by its PID only: SIGTERM, then SIGKILL."""
+    if proc.poll() is not None:
+        return
+    try:
+        os.kill(proc.pid, signal.SIGTERM)
+        proc.wait(3)
+    except ProcessLookupError:
+        return
+    except subprocess.TimeoutExpired:
+        try:
+            os.kill(proc.pid, signal.SIGKILL)
+        except ProcessLookupError:
+            return
+        proc.wait()
+
+
+def _tail(path: Path, lines: int = 15) -> str:
+    try:
+        return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
+    except OSError:
+        return "(no log)"
+
+
+def prepare_root(directory: Path, manifest: dict, runtime: Path, data_setup: Path) -> Path:
+    root = Path(tempfile.mkdtemp(prefix="mpc-export-run-"))
+    for name in ("PlayerBinary.x", "Circuits", "Cert-Store"):
+        (root / name).symlink_to(runtime / name)
+    shutil.copytree(data_setup, root / "Data", ignore=shutil.ignore_patterns("Memory-P*"))
+    shutil.copytree(directory / manifest["data_folder"], root / "Data" / manifest["data_folder"])
+    name = manifest["program"]["name"]
+    (root / "Programs" / name).mkdir(parents=True)
+    shutil.copy(directory / manifest["program"]["path"], root / "Programs" / name / f"{name}.mpc")
+    return root
+
+
+def compile_bytecode(root: Path, name: str, compiler: Path) -> float:
+    log = root / "compile.log"
+    env = dict(os.environ, PYTHONPATH=str(compiler), PYTHONHASHSEED="0", PYTHONDONTWRITEBYTECODE="1")
+    started = time.perf_counter()
+    with open(log, "wb") as out:
+        code = subprocess.call([sys.executable, "-c", _COMPILE_BOOT, str(compiler / "compile-mamba.py"), "-n", "-r", "-s",
+                                f"Programs/{name}"], cwd=root, env=env, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
+    if code != 0 or not (root / "Programs" / name / f"{name}.sch").is_file():
+        raise VerificationFailed(f"the MAMBA compiler failed on {name} (exit {code}):\n{_tail(log, 12)}")
+    return time.perf_counter() - started
+
+
+def start_players(root: Path, name: str, answers: Path, timeout: float) -> tuple[list[int], float, list[int], list[Path]]:
+    port = _free_port_base()
+    procs, logs, inputs, peaks = [], [], [], [0] * PARTIES
+    started = time.perf_counter()
+    failed_at = None
+    timed_out = False
+    try:
+        for player in range(PARTIES):
+            logs.append(root / f"P{player}.log")
+            inputs.append(open(answers, "rb"))
+            with open(logs[-1], "wb") as out:
+                procs.append(subprocess.Popen([str(root / "PlayerBinary.x"), "-pnb", str(port), str(player), f"Programs/{name}"],
+                                              cwd=root, stdin=inputs[-1], stdout=out, stderr=subprocess.STDOUT,
+                                              start_new_session=True, preexec_fn=_no_core_dumps))
+        while True:
+            codes = [p.poll() for p in procs]
+            for i, p in enumerate(procs):
+                if codes[i] is None:
+                    peaks[i] = max(peaks[i], _peak_mb(p.pid))
+            if all(c is not None for c in codes):
+                break
+            now = time.perf_counter()
+            if failed_at is None and any(c not in (None, 0) for c in codes):
+                failed_at = now  # the others would wait for the failed player forever
+            if failed_at is not None and now - failed_at > 5:
+                break
+            if now - started > timeout:
+                timed_out = True
+                break
+            time.sleep(0.1)
+    finally:
+        for p in procs:
+            _stop(p)
+        for handle in inputs:
+            handle.close()
+    codes = [p.returncode for p in procs]
+    wall = time.perf_counter() - started
+    if timed_out:
+        raise VerificationFailed(f"timeout after {timeout:.0f} s; players stopped. Player 0's last lines:\n{_tail(logs[0])}")
+    bad = [i for i, c in enumerate(codes) if c != 0]
+    if bad:
+        first = bad[0]
+        raise VerificationFailed(f"player {first} failed (exit {codes[first]}); its last log lines:\n{_tail(logs[first])}")
+    return codes, wall, peaks, logs
+
+
+def run(opts: RunOptions, progress=print) -> RunResult:
+    from ..cli.verify import parse_mpc_log
+    from ..verify.integrity import check_files, read_manifest
+
+    if opts.parties != PARTIES:
+        raise UserError(f"--parties {opts.parties}: only the runtime's 3-party Shamir set-up is supported")
+    manifest = read_manifest(opts.directory)
+    check_files(opts.directory, manifest)  # a tampered file stops the run before any player starts
+    runtime, data_setup = find_runtime(opts.runtime)
+    compiler = find_compiler(runtime, opts.compiler)
+    name = manifest["program"]["name"]
+    LOCK.touch(exist_ok=True)
+    with open(LOCK, "w") as lock:
+        try:
+            fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            raise UserError("another mpc-export run is in progress (each needs ~11.5 GB); wait for it to finish") from None
+        root = prepare_root(opts.directory, manifest, runtime, data_setup)
+        try:
+            progress(f"compiling {name} to bytecode")
+            compile_s = compile_bytecode(root, name, compiler)
+            progress(f"running {PARTIES} players on 127.0.0.1 (~3.8 GB each)")
+            try:
+                _, wall, peaks, logs = start_players(root, name, opts.directory / "io_answers.txt", opts.timeout)
+            finally:
+                for dump in (root / "Data").glob("Memory-P*"):
+                    dump.unlink()
+                saved = opts.log or (opts.directory / "run-logs" / "P0.log")
+                saved.parent.mkdir(parents=True, exist_ok=True)
+                for path in sorted(root.glob("P*.log")):
+                    shutil.copy(path, saved if path.name == "P0.log" else saved.parent / path.name)
+            logits = parse_mpc_log(saved)
+            if opts.execution is not None:
+                logits = {k: v for k, v in logits.items() if k == opts.execution}
+            return RunResult(True, wall, compile_s, logits, saved, peaks)
+        finally:
+            if not opts.keep:
+                shutil.rmtree(root, ignore_errors=True)
