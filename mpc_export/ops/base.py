@@ -61,7 +61,7 @@ class Op:
             raise TypeError(f"op {cls.name!r} defined twice")
         if cls.executable:
             for member in ("ref_fixed", "stages", "worst_case", "error_ulp", "float_tolerance", "cost", "template_args"):
-                if getattr(cls, member) is getattr(Op, member):
+                if getattr(cls, member).__func__ is getattr(Op, member).__func__:
                     raise TypeError(f"executable op {cls.name} lacks {member}")
         OPS[cls.name] = cls
 
@@ -116,3 +116,24 @@ class Op:
     # and which it can write
     input_layout: str = "dense"
     output_layouts: tuple[str, ...] = ("padded", "dense")
+
+
+class NonExpanding:
+    """Mixin for ops that only move or select values (a subsample, a maximum): no truncation, no new
+    intermediate, and a deviation of the input passes through without growing."""
+
+    @classmethod
+    def stages(cls, node, fx):
+        return []
+
+    @classmethod
+    def worst_case(cls, node, fx, in_bound):
+        return {}, in_bound
+
+    @classmethod
+    def error_ulp(cls, node, fx, in_error):
+        return in_error
+
+    @classmethod
+    def float_tolerance(cls, node, fx, in_errors, in_peaks):
+        return float(in_errors[0])

@@ -12,7 +12,7 @@ import math
 import numpy as np
 
 from ..quantize.fixedpoint import encode, floor_shift
-from .base import Op, Stage, protocol_cost
+from .base import NonExpanding, Op, Stage, protocol_cost
 
 
 def _area(node) -> int:
@@ -89,7 +89,7 @@ class GlobalAvgPool(_GlobalPool):
         return protocol_cost(0, {(2 * k, fx.frac_bits): c}, {})
 
 
-class GlobalMaxPool(_GlobalPool):
+class GlobalMaxPool(NonExpanding, _GlobalPool):
     name = "global_maxpool"
     executable = True
     template = "global_pool"
@@ -101,22 +101,6 @@ class GlobalMaxPool(_GlobalPool):
     @classmethod
     def ref_fixed(cls, node, fx, trace, x):
         return x.max(axis=(2, 3), keepdims=True)
-
-    @classmethod
-    def stages(cls, node, fx):
-        return []
-
-    @classmethod
-    def worst_case(cls, node, fx, in_bound):
-        return {}, in_bound
-
-    @classmethod
-    def error_ulp(cls, node, fx, in_error):
-        return in_error
-
-    @classmethod
-    def float_tolerance(cls, node, fx, in_errors, in_peaks):
-        return float(in_errors[0])
 
     @classmethod
     def cost(cls, node, fx):

@@ -5,10 +5,10 @@ from __future__ import annotations
 
 import numpy as np
 
-from .base import Op, Stage, protocol_cost
+from .base import NonExpanding, Op, protocol_cost
 
 
-class ShortcutA(Op):
+class ShortcutA(NonExpanding, Op):
     name = "shortcut_a"
     executable = True
     template = "shortcut_a"
@@ -29,22 +29,6 @@ class ShortcutA(Op):
     @classmethod
     def ref_fixed(cls, node, fx, trace, x):
         return cls.ref_float(node, x)
-
-    @classmethod
-    def stages(cls, node, fx):
-        return []
-
-    @classmethod
-    def worst_case(cls, node, fx, in_bound):
-        return {}, in_bound
-
-    @classmethod
-    def error_ulp(cls, node, fx, in_error):
-        return in_error
-
-    @classmethod
-    def float_tolerance(cls, node, fx, in_errors, in_peaks):
-        return float(in_errors[0])
 
     @classmethod
     def cost(cls, node, fx):
