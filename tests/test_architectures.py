@@ -128,3 +128,17 @@ def test_torchscript_input(tmp_path):
     torch.jit.trace(module, torch.zeros(1, 3, 32, 32)).save(str(path))
     manifest, report = build_and_verify(path, "resnet20", tmp_path, images=200)
     assert report["ok"] and report["agreement"] >= 0.995
+
+
+def test_pickled_module_needs_trust(tmp_path, capsys):
+    from mpc_export.load.torch_models import torch_module
+
+    module = torch_module("pruned_resnet", SEED_MODEL)
+    path = tmp_path / "whole.pt"
+    torch.save(module, path)
+    code, out, err = run_cli(["build", path, "--out", tmp_path / "a"], capsys)
+    assert code == 2 and "--trust-pickle" in err and not (tmp_path / "a").exists()
+    code, out, err = run_cli(["build", path, "--out", tmp_path / "b", "--trust-pickle"], capsys)
+    assert code == 0, err
+    code, out, err = run_cli(["verify", tmp_path / "b"], capsys)
+    assert code == 0, out + err

@@ -35,6 +35,7 @@ class BuildOptions:
     debug: bool = False
     mean: tuple[float, ...] | None = None
     std: tuple[float, ...] | None = None
+    trust_pickle: bool = False
 
 
 def check_calibration(budget, trace: Trace, what: str) -> None:
@@ -74,7 +75,7 @@ def build(opts: BuildOptions, progress=None) -> dict:
     if opts.out.exists() and not opts.force:
         raise UserError(f"output directory {opts.out} exists; pass --force to replace it")
 
-    float_graph = load_model(opts.model)
+    float_graph = load_model(opts.model, trust_pickle=opts.trust_pickle)
     apply_preprocessing(float_graph, opts.mean, opts.std)
     graph, passes = lower_for_mpc(float_graph)
     budget = quantize_graph(graph, fx)
@@ -133,6 +134,7 @@ def build(opts: BuildOptions, progress=None) -> dict:
                          number_format=opts.number_format)
         manifest = {
             "model": {"path": str(opts.model.resolve()), "sha256": sha256_file(opts.model), "architecture": graph.name,
+                      "format": float_graph.format,
                       "description": float_graph.description, "parameters": float_graph.parameter_count(), "macs": float_graph.macs()},
             "fixed_point": {"frac_bits": fx.frac_bits, "total_bits": fx.total_bits, "kappa": fx.kappa,
                             "prime_bits": fx.prime_bits, "reading_precision": fx.reading_precision,

@@ -45,6 +45,7 @@ def build(
     as_json: bool = typer.Option(False, "--json", help="print the summary as one JSON object"),
     mean: Optional[str] = typer.Option(None, "--mean", help="per-channel mean, e.g. 0.485,0.456,0.406 (default: the architecture's)"),
     std: Optional[str] = typer.Option(None, "--std", help="per-channel std, e.g. 0.229,0.224,0.225"),
+    trust_pickle: bool = typer.Option(False, "--trust-pickle", help="load a fully pickled nn.Module (runs its code: only for files you trust)"),
 ):
     """Turn MODEL into parameter files, input files, the MAMBA program and IO answers."""
     from rich.progress import Progress
@@ -52,7 +53,7 @@ def build(
     from .build import BuildOptions, build as run_build
 
     opts = BuildOptions(model=model, out=out, inputs=list(input), number_format=number_format, channel_map=channel_map,
-                        force=force, debug=debug, mean=_floats(mean, "--mean"), std=_floats(std, "--std"),
+                        force=force, debug=debug, mean=_floats(mean, "--mean"), std=_floats(std, "--std"), trust_pickle=trust_pickle,
                         fx=FixedSpec(frac_bits=frac_bits, total_bits=total_bits, reading_precision=reading_precision))
     if as_json:
         manifest = run_build(opts)

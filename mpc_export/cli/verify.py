@@ -50,7 +50,7 @@ def load_reference(directory: Path, model: Path | None):
     if sha256_file(model_path) != manifest["model"]["sha256"]:
         raise VerificationFailed(f"{model_path}: SHA-256 differs from the model this directory was built from")
     fx = _spec(manifest)
-    float_graph = load_model(model_path)
+    float_graph = load_model(model_path, trust_pickle=manifest["model"].get("format") == "pickle")
     pre = manifest.get("preprocessing", {})
     if pre.get("mean") is not None:
         float_graph.mean, float_graph.std = tuple(pre["mean"]), tuple(pre["std"])
@@ -121,11 +121,13 @@ def float_oracles(graph, model_path: Path, with_onnx: bool):
         module = torch_module(graph.name, model_path)
         oracle = OnnxOracle(export_onnx(module, graph), graph) if with_onnx else None
         return (lambda x: torch_layer_outputs(module, graph, x)), oracle
+    import torch
+
     if graph.format == "onnx":
         model = onnx.load(str(model_path))
+    elif graph.format == "pickle":  # built with --trust-pickle: the same file, trusted then
+        model = export_onnx(torch.load(str(model_path), map_location="cpu", weights_only=False), graph)
     else:
-        import torch
-
         model = export_onnx(torch.jit.load(str(model_path), map_location="cpu"), graph)
     oracle = OnnxOracle(model, graph, by="tensor") if with_onnx else None
     return (lambda x: run_float(graph, x)), oracle

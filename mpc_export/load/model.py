@@ -106,6 +106,7 @@ def load_model(path: str | Path, trust_pickle: bool = False) -> Graph:
         state = _read_state_dict(path, trust_pickle)
         if not isinstance(state, dict):  # a pickled module, loaded because the user trusts it
             graph = _module_to_onnx_graph(state, path)
+            kind = "pickle"
         else:
             for key, value in state.items():
                 if value.dtype.kind == "f" and not np.all(np.isfinite(value)):
