@@ -57,7 +57,7 @@ class SmallResidual(torch.nn.Module):
         return self.fc(self.flat(self.pool2(x)))
 
 
-def build_small(module_cls, tmp_path, capsys, seed=1):
+def build_small(module_cls, tmp_path, capsys, seed=1, debug=False):
     torch.manual_seed(seed)
     model = module_cls()
     with torch.no_grad():
@@ -75,7 +75,8 @@ def build_small(module_cls, tmp_path, capsys, seed=1):
         images.append(tmp_path / f"img{i}.npy")
         np.save(images[-1], np.random.default_rng(i).random((3, 8, 8)))
     out = tmp_path / "out"
-    code, _, err = run_cli(["build", path, "--out", out, "--input", images[0], "--input", images[1], "--json"], capsys)
+    code, _, err = run_cli(["build", path, "--out", out, "--input", images[0], "--input", images[1], "--json"]
+                           + (["--debug"] if debug else []), capsys)
     assert code == 0, err
     return out
 
@@ -87,14 +88,19 @@ def players_left(root_hint="mpc-export-run-"):
 
 @pytest.mark.parametrize("module_cls", [SmallAvg, SmallResidual], ids=["conv_avgpool_linear", "residual_maxpool"])
 def test_real_run_within_bound_of_reference(module_cls, runtime, tmp_path, capsys):
-    out = build_small(module_cls, tmp_path, capsys)
+    debug = module_cls is SmallResidual  # its program also prints every layer, checked layer by layer
+    out = build_small(module_cls, tmp_path, capsys, debug=debug)
     code, stdout, err = run_cli(["run", out, "--runtime", runtime, "--compiler", need_shared(COMPILER_DIR), "--timeout", "300"], capsys)
     assert code == 0, stdout + err
+    if debug:
+        layers = re.findall(r"layer (\S+): (\d+) values, max \|MPC - reference\| = (\d+) ulp, bound (\d+) ulp", stdout)
+        assert len(layers) >= 4  # conv_layer_1, conv_layer_2, the add, the global max pool, the linear layer
+        assert all(int(err_) <= int(bound) for _, _, err_, bound in layers)
     manifest = json.loads((out / "manifest.json").read_text())
     log = (out / "run-logs" / "P0.log").read_text()
     logged = {(int(e), int(j)): int(v) for e, j, v in re.findall(r"LOGIT (\d+) (\d+) (-?\d+)", log)}
     assert len(logged) == 2 * 3
-    bound = int(re.search(r"bound (\d+) ulp", stdout).group(1))
+    bound = int(re.search(r"bound (\d+) ulp; predicted", stdout).group(1))
     for execution in manifest["executions"]:
         e = execution["index"]
         mpc = [logged[(e, j)] for j in range(3)]

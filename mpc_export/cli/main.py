@@ -217,6 +217,9 @@ def run(
     console.print(table)
     same_class = all(max(values, key=values.get) == max(range(len(reference[e])), key=reference[e].__getitem__)
                      for e, values in result.logits.items())
+    for layer in m.get("layers", []):
+        console.print(f"layer {layer['name']}: {layer['values']} values, max |MPC - reference| = {layer['max_ulp_err']} ulp, "
+                      f"bound {layer['bound_ulp']} ulp")
     console.print(f"max |MPC - reference| = {m['max_ulp_err']} ulp, bound {m['bound_ulp']} ulp; predicted class "
                   f"{'matches' if same_class else 'DIFFERS'}")
     if not (m["ok"] and same_class):
@@ -275,6 +278,9 @@ def _print_report(r: dict) -> None:
     console.print(line)
     if "mpc" in r:
         m = r["mpc"]
+        for layer in m.get("layers", []):
+            console.print(f"MPC log {layer['name']}: {layer['values']} values, max |MPC - reference| = {layer['max_ulp_err']} ulp, "
+                          f"bound {layer['bound_ulp']} ulp: {'ok' if layer['ok'] else 'FAIL'}")
         console.print(f"MPC log: max |MPC - reference| = {m['max_ulp_err']} ulp, bound {m['bound_ulp']} ulp: {'ok' if m['ok'] else 'FAIL'}")
     console.print(("[green]verified[/]" if r["ok"] else "[red]verification FAILED[/]") + f" in {r['seconds']} s")
 

@@ -109,6 +109,16 @@ def parse_mpc_log(path: Path) -> dict[int, dict[int, int]]:
     return found
 
 
+def parse_debug_log(path: Path) -> dict[tuple[int, str], dict[tuple[int, int, int], int]]:
+    """DEBUG <execution> <LAYER> <c> <y> <x> <raw integer> lines of a program built with --debug."""
+    found: dict[tuple[int, str], dict[tuple[int, int, int], int]] = {}
+    for line in path.read_text(errors="replace").splitlines():
+        m = re.search(r"DEBUG (\d+) (\w+) (\d+) (\d+) (\d+) (-?\d+)", line)
+        if m:
+            found.setdefault((int(m.group(1)), m.group(2)), {})[(int(m.group(3)), int(m.group(4)), int(m.group(5)))] = int(m.group(6))
+    return found
+
+
 def float_oracles(graph, model_path: Path, with_onnx: bool):
     """(float per-layer function, onnxruntime oracle or None).
 
@@ -185,11 +195,39 @@ def verify(opts: VerifyOptions, progress=None) -> dict:
     report["frac_bits"] = fx.frac_bits
     if opts.mpc_log:
         report["mpc"] = _compare_mpc_log(opts.mpc_log, report.get("fixed_logits", {}), rows[-1]["bound_ulp"])
+        if not opts.dataset:
+            report["mpc"]["layers"] = _compare_debug_layers(opts.mpc_log, graph, fixed, executions, rows)
+            report["mpc"]["ok"] = report["mpc"]["ok"] and all(l["ok"] for l in report["mpc"]["layers"])
     report["min_agreement"] = opts.min_agreement
     report["agreement_ok"] = report["agreement"] >= opts.min_agreement
     report["ok"] = all(r["ok"] for r in rows) and report.get("mpc", {}).get("ok", True) and report["agreement_ok"]
     report["seconds"] = round(time.perf_counter() - started, 2)
     return report
+
+
+def _compare_debug_layers(path: Path, graph, fixed: dict, executions: list, rows: list) -> list[dict]:
+    """Per layer printed by a --debug program: max |MPC - reference| (units of 2^-F) vs its bound."""
+    import re as _re
+
+    logged = parse_debug_log(path)
+    bounds = {r["name"]: r["bound_ulp"] for r in rows}
+    out = []
+    for node in graph.nodes[1:]:
+        ident = _re.sub(r"\W", "_", node.name).upper()
+        worst, count = 0, 0
+        for i, e in enumerate(executions):
+            values = logged.get((e["index"], ident))
+            if not values:
+                continue
+            dense = node.attrs.get("out_layout") == "dense"  # printed as one row of values
+            ref = fixed[node.name][i].reshape((1, 1, -1) if dense else node.shape)
+            for (c, y, x), v in values.items():
+                worst = max(worst, abs(v - int(ref[c, y, x])))
+                count += 1
+        if count:
+            out.append({"name": node.name, "values": count, "max_ulp_err": worst, "bound_ulp": bounds[node.name],
+                        "ok": worst <= bounds[node.name]})
+    return out
 
 
 def _compare_mpc_log(path: Path, fixed_logits: dict, bound: int) -> dict:
