@@ -97,6 +97,16 @@ class Layout:
         return "INPUT_STAGING"
 
 
+def max_vector(graph: Graph) -> int:
+    """Size of the program's index and broadcast scratch arrays: the longest vector any op loads
+    (a zero-padded plane, a dense layer's outputs), and at least MAX_VECTOR."""
+    longest = MAX_VECTOR
+    for node in graph.nodes:
+        for shape in [node.shape, *node.in_shapes]:
+            longest = max(longest, (shape[1] + 2) * (shape[2] + 2) if len(shape) == 3 else _prod(shape))
+    return longest
+
+
 def _prod(shape) -> int:
     out = 1
     for s in shape:
@@ -144,7 +154,7 @@ def render_program(graph: Graph, fx: FixedSpec, params: list[ParamFile], inputs:
         total_bits=fx.total_bits,
         kappa=fx.kappa,
         debug=debug,
-        max_vector=MAX_VECTOR,
+        max_vector=max_vector(graph),
         op_preludes=[str(macros[name].prelude()).strip() for name in used],
         buffers=layout.buffers,
         op_setups=[s for s in setups if s],
