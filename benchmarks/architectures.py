@@ -59,7 +59,6 @@ def main() -> None:
                         warnings.simplefilter("ignore")
                         torch.onnx.export(module, torch.zeros(1, 3, 32, 32), str(model), dynamo=False)
                     if arch != "pruned_resnet":
-                        pre = torch_module  # noqa: F841
                         mean, std = {"resnet20": ((0.485, 0.456, 0.406), (0.229, 0.224, 0.225)),
                                      "custresnet": ((0.4914, 0.4822, 0.4465), (0.2470, 0.2435, 0.2616))}[arch]
                 out = Path(tmp) / "out"

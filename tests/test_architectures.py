@@ -3,11 +3,10 @@ agreement on 500 images, every layer inside its derived tolerance), and compile 
 
 import warnings
 
-import numpy as np
 import pytest
 import torch
 
-from conftest import DATASET, ROOT, SEED_MODEL, SHARED, need_shared, run_cli
+from conftest import DATASET, SEED_MODEL, SHARED, need_shared, run_cli
 from test_program import compile_program
 
 FIXTURES = {

@@ -6,10 +6,9 @@ import json
 import math
 
 import numpy as np
-import pytest
 import torch
 
-from conftest import SEED_MODEL, SHARED
+from conftest import SEED_MODEL
 from runtime_rules import runtime_parse
 
 # The seed channel table (scale-mamba-facts.md), written out here rather than read from the project.
@@ -98,7 +97,7 @@ def test_input_files_hold_the_encoded_images(seed_build):
 
 
 def test_manifest_hashes_and_fields(seed_build):
-    out, manifest = json.loads((seed_build[0] / "manifest.json").read_text()), None
+    out = json.loads((seed_build[0] / "manifest.json").read_text())
     for f in out["files"]:
         data = (seed_build[0] / f["path"]).read_bytes()
         assert hashlib.sha256(data).hexdigest() == f["sha256"]

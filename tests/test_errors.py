@@ -1,7 +1,6 @@
 """Bad input: one readable line, non-zero exit, and nothing written."""
 
 import math
-import shutil
 
 import numpy as np
 import pytest

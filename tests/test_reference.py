@@ -2,7 +2,6 @@
 exact integer linear algebra equals Python-int arithmetic even where float64 alone would round."""
 
 import numpy as np
-import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from hypothesis.extra.numpy import arrays

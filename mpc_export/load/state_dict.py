@@ -6,7 +6,6 @@ are read from the weights, so a pruned variant with other channel counts loads t
 
 from __future__ import annotations
 
-import re
 
 import numpy as np
 

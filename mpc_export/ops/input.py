@@ -6,7 +6,6 @@ the program copies it into zero-padded planes.
 
 from __future__ import annotations
 
-import numpy as np
 
 from .base import Op, Stage, protocol_cost
 

@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from ..ir import Graph
-from ..quantize.fixedpoint import FixedSpec, encode, max_abs
+from ..quantize.fixedpoint import FixedSpec, max_abs
 
 
 @dataclass
@@ -39,6 +39,3 @@ def run_float(graph: Graph, x: np.ndarray) -> dict[str, np.ndarray]:
         outputs[node.name] = node.spec.ref_float(node, *xs)
     return outputs
 
-
-def encode_inputs(x: np.ndarray, fx: FixedSpec) -> np.ndarray:
-    return encode(x, fx.frac_bits)
