@@ -83,3 +83,20 @@ def test_average_pool_is_floor_of_sum_over_four(x):
 def test_relu(v):
     want = fp_raw(v) if float(fp_raw(v)) > 0 else fp_raw(0)
     assert int(np.maximum(np.array([v]), 0)[0]) / 2**F == float(want)
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.integers(-(2**40), 2**40), st.integers(1, 24), st.sampled_from([np.int64, np.float64]))
+def test_simulated_truncpr_rounds_up_with_the_dropped_fraction(v, shift, dtype):
+    """TruncPr's law (Scale-Mamba): floor(v / 2^m) + u, Pr[u = 1] = (v mod 2^m) / 2^m."""
+    from mpc_export.quantize.fixedpoint import truncate
+
+    n = 4000
+    values = np.full(n, v, dtype=dtype)
+    out = truncate(values, shift, np.random.default_rng(v % 1000))
+    floor = v >> shift
+    assert set(np.unique(out).astype(np.int64).tolist()) <= {floor, floor + 1}
+    p = (v % 2**shift) / 2**shift
+    rate = float(np.mean(out.astype(np.int64) - floor))
+    assert abs(rate - p) <= 5 * np.sqrt(p * (1 - p) / n) + 1e-9  # five standard deviations
+    assert np.array_equal(truncate(values, shift).astype(np.int64), np.full(n, floor))  # without rng: the floor

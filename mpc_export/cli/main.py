@@ -152,6 +152,7 @@ def verify(
     mpc_log: Optional[Path] = typer.Option(None, "--mpc-log", help="log of a real run: check its logits against the reference"),
     no_onnx: bool = typer.Option(False, "--no-onnx", help="skip the onnxruntime cross-check"),
     min_agreement: float = typer.Option(99.5, "--min-agreement", help="fail below this argmax agreement (percent)"),
+    simulate_mpc: int = typer.Option(20, "--simulate-mpc", help="runs with TruncPr's probabilistic rounding simulated (not with --dataset; 0: off)"),
 ):
     """Prove a build right: integrity, bit-exact reference from the files, per-layer float cross-checks."""
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
@@ -166,7 +167,7 @@ def verify(
     if limit is not None and limit < 1:
         raise UserError(f"--limit must be at least 1, got {limit}")
     opts = VerifyOptions(directory=directory, inputs=list(input), dataset=dataset, limit=limit, model=model,
-                         mpc_log=mpc_log, onnx=not no_onnx, min_agreement=min_agreement / 100.0)
+                         mpc_log=mpc_log, onnx=not no_onnx, min_agreement=min_agreement / 100.0, simulate_mpc=max(0, simulate_mpc))
     with Progress(TextColumn("reference"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(), console=err_console, transient=True) as progress:
         task = progress.add_task("images", total=None)
         report = run_verify(opts, progress=lambda done, total: progress.update(task, completed=done, total=total))
@@ -262,12 +263,14 @@ def cost(
 
 def _print_report(r: dict) -> None:
     table = Table(title=f"per-layer check, {r['images']} image(s), units of 2^-{r['frac_bits']} (ulp)")
-    for col in ("layer", "torch module", "max |ref - torch|", "mean", "tolerance", "max |ref - onnx|", "MPC bound", "ok"):
+    simulated = "simulated_mpc_ulp" in r["layers"][0]
+    for col in ("layer", "torch module", "max |ref - torch|", "mean", "tolerance", "max |ref - onnx|", "MPC bound",
+                *(["simulated MPC"] if simulated else []), "ok"):
         table.add_column(col)
     for row in r["layers"]:
         table.add_row(row["name"], row["torch_module"], f"{row['max_ulp_err']:.1f}", f"{row['mean_abs_err'] * 2 ** r['frac_bits']:.2f}",
                       f"{row['tolerance_ulp']:.1f}", "-" if row["onnx_max_abs_err"] is None else f"{row['onnx_max_abs_err'] * 2 ** r['frac_bits']:.1f}", str(row["bound_ulp"]),
-                      "[green]ok[/]" if row["ok"] else "[red]FAIL[/]")
+                      *([str(row["simulated_mpc_ulp"])] if simulated else []), "[green]ok[/]" if row["ok"] else "[red]FAIL[/]")
     console.print(table)
     tight = min(r["overflow"], key=lambda o: o["headroom_bits"])
     console.print(f"tightest intermediate: {tight['node']} {tight['stage']} at 2^{tight['peak_bits']} of 2^{tight['limit_bits']} "

@@ -33,6 +33,7 @@ class VerifyOptions:
     batch: int = 250
     onnx: bool = True
     min_agreement: float = 0.995
+    simulate_mpc: int = 0  # runs of the reference with TruncPr's probabilistic rounding simulated
 
 
 def _spec(manifest: dict) -> FixedSpec:
@@ -119,6 +120,19 @@ def parse_debug_log(path: Path) -> dict[tuple[int, str], dict[tuple[int, int, in
     return found
 
 
+def simulate_mpc(graph, fx, x_int, fixed: dict, runs: int, seed: int = 0) -> dict[str, int]:
+    """Largest |simulated MPC - reference| per layer (units of 2^-F) over ``runs`` runs of the reference in
+    which every truncation rounds up with probability equal to the dropped fraction, as TruncPr does:
+    what a real run is likely to show, next to the sound (and very loose) bound."""
+    worst = {node.name: 0 for node in graph.nodes}
+    for run_index in range(runs):
+        trace = Trace(rng=np.random.default_rng(seed + run_index))
+        simulated = run_fixed(graph, fx, x_int, trace)
+        for node in graph.nodes:
+            worst[node.name] = max(worst[node.name], int(np.max(np.abs(simulated[node.name].astype(np.int64) - fixed[node.name].astype(np.int64)))))
+    return worst
+
+
 def float_oracles(graph, model_path: Path, with_onnx: bool):
     """(float per-layer function, onnxruntime oracle or None).
 
@@ -188,9 +202,14 @@ def verify(opts: VerifyOptions, progress=None) -> dict:
                       worst_logit_err=float(np.abs(ref_logits - flt_logits).max()),
                       predictions=[{"fixed": int(a), "float": int(b)} for a, b in zip(np.argmax(ref_logits, 1), np.argmax(flt_logits, 1))])
         report["fixed_logits"] = {e["index"]: [int(v) for v in fixed[out_name][i]] for i, e in enumerate(executions)}
+        simulated = simulate_mpc(graph, fx, x_int, fixed, opts.simulate_mpc)
 
     report["overflow"] = _check_overflow(graph, fx, trace)
     rows = table.rows()
+    if not opts.dataset and opts.simulate_mpc:
+        for row in rows:
+            row["simulated_mpc_ulp"] = simulated[row["name"]]
+        report["simulated_runs"] = opts.simulate_mpc
     report["layers"] = rows
     report["frac_bits"] = fx.frac_bits
     if opts.mpc_log:

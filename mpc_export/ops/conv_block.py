@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..quantize.fixedpoint import FLOAT64_EXACT_BITS, floor_shift, max_abs, to_exact
+from ..quantize.fixedpoint import FLOAT64_EXACT_BITS, max_abs, to_exact
 from ..reference import exact
 from ._kernels import conv2d_float, pool2x2_max, pool2x2_sum, window_out
 from .base import Op, Stage, protocol_cost
@@ -84,11 +84,9 @@ class ConvBlock(Op):
         if use_float:
             acc = conv2d_float(x.astype(np.float64), q["weight"].astype(np.float64), q["bias"].astype(np.float64) * 2.0**f,
                                a.get("stride", 1), q["weight"].shape[2] // 2)
-            shift = lambda v, m: np.floor(v * 2.0**-m)  # noqa: E731  exact on integer-valued float64
         else:
             acc = exact.conv2d(x, q["weight"], padding=q["weight"].shape[2] // 2, stride=a.get("stride", 1))
             acc = to_exact(acc, bound) + to_exact(q["bias"], bound)[None, :, None, None] * 2**f
-            shift = floor_shift
         trace.record(node, "accumulator", acc)
         if a.get("pre_pool"):
             acc = pool2x2_max(acc)
@@ -97,16 +95,16 @@ class ConvBlock(Op):
                 to_exact(q["new_gamma"], bound), to_exact(q["new_beta"], bound) * 2 ** (2 * f))
             scaled = acc * gamma[None, :, None, None] + beta[None, :, None, None]
             trace.record(node, "scaled", scaled)
-            y = shift(scaled, 2 * f)
+            y = trace.truncate(scaled, 2 * f)
         else:
-            y = shift(acc, f)
+            y = trace.truncate(acc, f)
         trace.record(node, "truncated", y)
         if a.get("relu", True):
             y = np.maximum(y, 0)
         if a.get("post_pool"):
             total = pool2x2_sum(y)
             trace.record(node, "pool_sum", total)
-            y = shift(total, 2)
+            y = trace.truncate(total, 2)
         if use_float:
             return y.astype(np.int64)
         return y.astype(np.int64) if y.dtype == object and max_abs(y) < 2**62 else y

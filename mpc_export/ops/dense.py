@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..quantize.fixedpoint import floor_shift, max_abs, to_exact
+from ..quantize.fixedpoint import max_abs, to_exact
 from ..reference import exact
 from .base import Op, Stage, protocol_cost
 
@@ -45,7 +45,7 @@ class Dense(Op):
         bound = max_abs(acc) + max_abs(q["bias"]) * 2**f
         acc = to_exact(acc, bound) + to_exact(q["bias"], bound)[None, :] * 2**f
         trace.record(node, "accumulator", acc)
-        y = floor_shift(acc, f)
+        y = trace.truncate(acc, f)
         trace.record(node, "truncated", y)
         if node.attrs["relu"]:
             y = np.maximum(y, 0)

@@ -11,7 +11,7 @@ import math
 
 import numpy as np
 
-from ..quantize.fixedpoint import encode, floor_shift
+from ..quantize.fixedpoint import encode
 from .base import NonExpanding, Op, Stage, protocol_cost
 
 
@@ -58,9 +58,9 @@ class GlobalAvgPool(_GlobalPool):
         total = x.sum(axis=(2, 3), keepdims=True)
         trace.record(node, "sum", total)
         if _power_of_two(area):
-            return floor_shift(total, int(math.log2(area)))
+            return trace.truncate(total, int(math.log2(area)))
         reciprocal = int(encode(np.array([1.0 / area]), fx.frac_bits)[0])
-        return floor_shift(total * reciprocal, fx.frac_bits)
+        return trace.truncate(total * reciprocal, fx.frac_bits)
 
     @classmethod
     def stages(cls, node, fx):

@@ -72,6 +72,23 @@ def floor_shift(v: np.ndarray, shift: int) -> np.ndarray:
     return v >> shift
 
 
+def truncate(v: np.ndarray, shift: int, rng: np.random.Generator | None = None) -> np.ndarray:
+    """The one truncation of the schedule: floor(v / 2^shift), on int64, Python-int (object) or
+    integer-valued float64 arrays (exact for |v| < 2^53). With ``rng`` it simulates Scale-Mamba's
+    TruncPr instead: the floor plus 1 with probability equal to the dropped fraction (int64 and
+    float64 only; object arrays keep the floor)."""
+    if v.dtype == np.float64:
+        low_part = v - np.floor(v * 2.0**-shift) * 2.0**shift
+        result = np.floor(v * 2.0**-shift)
+        if rng is not None:
+            result += rng.random(v.shape) * 2.0**shift < low_part
+        return result
+    result = v >> shift
+    if rng is not None and v.dtype == np.int64:
+        result += (rng.integers(0, 2**shift, size=v.shape, dtype=np.int64) < (v & (2**shift - 1))).astype(np.int64)
+    return result
+
+
 def bits_of(value: int) -> float:
     """log2 of a non-negative magnitude (0 for 0), for headroom reports."""
     value = int(value)

@@ -7,14 +7,19 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from ..ir import Graph
-from ..quantize.fixedpoint import FixedSpec, max_abs
+from ..quantize.fixedpoint import FixedSpec, max_abs, truncate
 
 
 @dataclass
 class Trace:
-    """Largest |value| seen per (node, stage), to compare with each stage's bit limit."""
+    """Largest |value| seen per (node, stage), to compare with each stage's bit limit; with ``rng`` the
+    kernels simulate the MPC's probabilistic truncation instead of the floor."""
 
     peaks: dict[tuple[str, str], int] = field(default_factory=dict)
+    rng: np.random.Generator | None = None
+
+    def truncate(self, v: np.ndarray, shift: int) -> np.ndarray:
+        return truncate(v, shift, self.rng)
 
     def record(self, node, stage: str, values: np.ndarray) -> None:
         key = (node.name, stage)
