@@ -38,14 +38,13 @@ class BuildOptions:
     trust_pickle: bool = False
 
 
-def check_calibration(budget, trace: Trace, what: str) -> None:
+def check_calibration(budget, trace: Trace, graph, fx, what: str) -> None:
     """Fill the calibrated peaks; refuse an actual overflow on the data being built."""
-    for stage in budget.stages:
-        peak = trace.peaks.get((stage.node, stage.stage))
-        stage.calibrated = peak
-        if peak is not None and peak >= 2**stage.limit_bits:
+    for node, stage, peak in trace.stage_peaks(graph, fx):
+        budget.stage(node, stage.name).calibrated = peak
+        if peak >= 2**stage.limit_bits:
             raise UserError(
-                f"{what} overflow at {stage.node} ({stage.stage}): |value| needs {bits_of(peak):.1f} bits, the "
+                f"{what} overflow at {node} ({stage.name}): |value| needs {bits_of(peak):.1f} bits, the "
                 f"budget is {stage.limit_bits} bits; raise --total-bits or lower --frac-bits"
             )
 
@@ -86,7 +85,7 @@ def build(opts: BuildOptions, progress=None) -> dict:
     x_int = encode(graph.preprocess(np.stack(images)), fx.frac_bits)
     trace = Trace()
     outputs = run_fixed(graph, fx, x_int, trace)
-    check_calibration(budget, trace, "the inputs being built:")
+    check_calibration(budget, trace, graph, fx, "the inputs being built:")
     inputs = [input_file(graph, cmap, n) for n in range(len(images))]
 
     files = []

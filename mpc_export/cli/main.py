@@ -78,6 +78,16 @@ def _floats(text: Optional[str], flag: str):
         raise UserError(f"{flag} must be comma-separated numbers, got {text!r}") from None
 
 
+def _build_directory(directory: Optional[Path]) -> Path:
+    """The given build directory, or the last build's --out."""
+    if directory is not None:
+        return directory
+    last = _last_build_file()
+    if not last.is_file():
+        raise UserError("no directory given and no previous build recorded; pass the build's --out directory")
+    return Path(last.read_text().strip())
+
+
 def _remember(out: Path) -> None:
     try:
         path = _last_build_file()
@@ -159,11 +169,7 @@ def verify(
 
     from .verify import VerifyOptions, verify as run_verify
 
-    if directory is None:
-        last = _last_build_file()
-        if not last.is_file():
-            raise UserError("no directory given and no previous build recorded; pass the build's --out directory")
-        directory = Path(last.read_text().strip())
+    directory = _build_directory(directory)
     if limit is not None and limit < 1:
         raise UserError(f"--limit must be at least 1, got {limit}")
     opts = VerifyOptions(directory=directory, inputs=list(input), dataset=dataset, limit=limit, model=model,
@@ -235,11 +241,7 @@ def cost(
     """Per-layer secret multiplications, truncations, comparisons, values per channel, rounds (estimate)."""
     from ..verify.integrity import read_manifest
 
-    if directory is None:
-        last = _last_build_file()
-        if not last.is_file():
-            raise UserError("no directory given and no previous build recorded; pass the build's --out directory")
-        directory = Path(last.read_text().strip())
+    directory = _build_directory(directory)
     manifest = read_manifest(directory)
     report = {"cost": manifest["cost"], "input_values_per_channel": manifest.get("input_values_per_channel", {})}
     if as_json:

@@ -74,14 +74,12 @@ def _check_expected_outputs(manifest, graph, parsed, fixed_by_execution) -> None
 
 def _check_overflow(graph, fx, trace: Trace) -> list[dict]:
     report = []
-    for node in graph.nodes:
-        for stage in node.spec.stages(node, fx):
-            peak = trace.peaks.get((node.name, stage.name), 0)
-            report.append({"node": node.name, "stage": stage.name, "limit_bits": stage.limit_bits,
-                           "peak_bits": round(bits_of(peak), 2), "headroom_bits": round(stage.limit_bits - bits_of(peak), 2)})
-            if peak >= 2**stage.limit_bits:
-                raise VerificationFailed(f"overflow at {node.name} ({stage.name}): a value needs {bits_of(peak):.1f} bits, "
-                                         f"the budget is {stage.limit_bits} bits (K = {fx.total_bits}); it would wrap in the MPC run")
+    for node, stage, peak in trace.stage_peaks(graph, fx):
+        report.append({"node": node, "stage": stage.name, "limit_bits": stage.limit_bits,
+                       "peak_bits": round(bits_of(peak), 2), "headroom_bits": round(stage.limit_bits - bits_of(peak), 2)})
+        if peak >= 2**stage.limit_bits:
+            raise VerificationFailed(f"overflow at {node} ({stage.name}): a value needs {bits_of(peak):.1f} bits, "
+                                     f"the budget is {stage.limit_bits} bits (K = {fx.total_bits}); it would wrap in the MPC run")
     return report
 
 

@@ -24,6 +24,11 @@ def _power_of_two(n: int) -> bool:
     return n & (n - 1) == 0
 
 
+def _reciprocal(area: int, frac_bits: int) -> int:
+    """round(2^F / area): the rounded reciprocal used when the area is not a power of two."""
+    return int(encode(np.array([1.0 / area]), frac_bits)[0])
+
+
 class _GlobalPool(Op):
     name = "_global_pool_base"  # replaced by subclasses
     input_layout = "padded"
@@ -40,7 +45,7 @@ class _GlobalPool(Op):
                 "mode": "avg" if cls.name == "global_avgpool" else "max",
                 "channels": c, "plane": (h + 2) * (w + 2), "height": h, "width": w, "row": w + 2, "area": h * w,
                 "shift": int(math.log2(h * w)) if _power_of_two(h * w) else None,
-                "reciprocal": None if _power_of_two(h * w) else int(encode(np.array([1.0 / (h * w)]), fx.frac_bits)[0])}
+                "reciprocal": None if _power_of_two(h * w) else _reciprocal(h * w, fx.frac_bits)}
 
 
 class GlobalAvgPool(_GlobalPool):
@@ -59,8 +64,7 @@ class GlobalAvgPool(_GlobalPool):
         trace.record(node, "sum", total)
         if _power_of_two(area):
             return trace.truncate(total, int(math.log2(area)))
-        reciprocal = int(encode(np.array([1.0 / area]), fx.frac_bits)[0])
-        return trace.truncate(total * reciprocal, fx.frac_bits)
+        return trace.truncate(total * _reciprocal(area, fx.frac_bits), fx.frac_bits)
 
     @classmethod
     def stages(cls, node, fx):

@@ -21,6 +21,12 @@ class Trace:
     def truncate(self, v: np.ndarray, shift: int) -> np.ndarray:
         return truncate(v, shift, self.rng)
 
+    def stage_peaks(self, graph: Graph, fx: FixedSpec) -> list:
+        """(node name, Stage, largest |value| seen) for every stage of every node: what build's
+        calibration and verify's overflow check compare with each stage's bit limit."""
+        return [(node.name, stage, self.peaks.get((node.name, stage.name), 0))
+                for node in graph.nodes for stage in node.spec.stages(node, fx)]
+
     def record(self, node, stage: str, values: np.ndarray) -> None:
         key = (node.name, stage)
         self.peaks[key] = max(self.peaks.get(key, 0), max_abs(values))
