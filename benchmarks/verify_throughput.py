@@ -18,7 +18,7 @@ import torch
 from mpc_export.fold import lower_for_mpc
 from mpc_export.load import load_model
 from mpc_export.load.torch_models import torch_module
-from mpc_export.quantize.fixedpoint import FixedSpec, encode
+from mpc_export.fixedpoint import FixedSpec, encode
 from mpc_export.quantize.graph import quantize_graph
 from mpc_export.reference.run import run_fixed
 

@@ -106,7 +106,7 @@ CHANNEL_MAPS = {
 def test_bad_channel_map(case, tmp_path, out_dir, capsys):
     from conftest import ROOT
 
-    text = (ROOT / "channel_map.toml").read_text()
+    text = (ROOT / "mpc_export" / "export" / "channel_map.toml").read_text()
     if case == "not toml":
         text = CHANNEL_MAPS[case][0]
     elif case == "duplicate":

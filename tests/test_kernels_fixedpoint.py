@@ -9,8 +9,8 @@ from hypothesis import strategies as st
 from hypothesis.extra.numpy import arrays
 
 from mpc_export.ops._kernels import pool2x2_sum
-from mpc_export.quantize.fixedpoint import decode, encode, floor_shift
-from mpc_export.reference import exact
+from mpc_export.fixedpoint import decode, encode, floor_shift
+from mpc_export.ops import _exact as exact
 
 F = 12
 K = 41
@@ -89,7 +89,7 @@ def test_relu(v):
 @given(st.integers(-(2**40), 2**40), st.integers(1, 24), st.sampled_from([np.int64, np.float64]))
 def test_simulated_truncpr_rounds_up_with_the_dropped_fraction(v, shift, dtype):
     """TruncPr's law (Scale-Mamba): floor(v / 2^m) + u, Pr[u = 1] = (v mod 2^m) / 2^m."""
-    from mpc_export.quantize.fixedpoint import truncate
+    from mpc_export.fixedpoint import truncate
 
     n = 4000
     values = np.full(n, v, dtype=dtype)

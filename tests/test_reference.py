@@ -10,9 +10,9 @@ import slow_reference
 from conftest import SEED_MODEL, SHARED
 from mpc_export.fold import lower_for_mpc
 from mpc_export.load import load_model
-from mpc_export.quantize.fixedpoint import FixedSpec, encode
+from mpc_export.fixedpoint import FixedSpec, encode
 from mpc_export.quantize.graph import quantize_graph
-from mpc_export.reference import exact
+from mpc_export.ops import _exact as exact
 from mpc_export.reference.run import run_fixed
 
 

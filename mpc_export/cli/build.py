@@ -17,7 +17,7 @@ from ..export.writer import StagingDir, sha256_file, write_manifest, write_text,
 from ..fold import lower_for_mpc
 from ..load import load_model
 from ..load.images import demo_image, load_image
-from ..quantize.fixedpoint import FixedSpec, bits_of, encode
+from ..fixedpoint import FixedSpec, bits_of, encode
 from ..quantize.graph import quantize_graph
 from ..reference.run import Trace, run_fixed
 from ..verify.cost import total_cost

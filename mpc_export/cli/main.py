@@ -13,7 +13,7 @@ from rich.console import Console
 from rich.table import Table
 
 from ..errors import UserError, VerificationFailed
-from ..quantize.fixedpoint import FixedSpec
+from ..fixedpoint import FixedSpec
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False, help="Export a trained CNN to FANNG-MPC / SCALE-MAMBA and prove it right.")
 console = Console(stderr=False, width=None if sys.stdout.isatty() else 140)

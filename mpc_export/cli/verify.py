@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import re
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -15,11 +14,12 @@ from ..fold import lower_for_mpc
 from ..load import load_model
 from ..load.images import load_image
 from ..load.torch_models import torch_module
-from ..quantize.fixedpoint import FixedSpec, bits_of, decode, encode
+from ..fixedpoint import FixedSpec, bits_of, decode, encode
 from ..reference.run import Trace, run_fixed, run_float
 from ..verify.crosscheck import OnnxOracle, export_onnx, torch_layer_outputs
 from ..verify.integrity import attach_parameters, check_files, read_manifest
 from ..verify.layers import LayerTable
+from ..verify.mpc_log import parse_debug_log, parse_mpc_log
 
 
 @dataclass
@@ -94,28 +94,6 @@ def _batches_from_dataset(path: Path, limit: int | None, batch: int):
         stop = min(start + batch, n)
         xb = x[start:stop].transpose(0, 3, 1, 2).astype(np.float64) / 255.0
         yield xb, y[start:stop].astype(np.int64), n
-
-
-def parse_mpc_log(path: Path) -> dict[int, dict[int, int]]:
-    """LOGIT <execution> <index> <raw integer> lines printed by the generated program."""
-    found: dict[int, dict[int, int]] = {}
-    for line in path.read_text(errors="replace").splitlines():
-        m = re.search(r"LOGIT (\d+) (\d+) (-?\d+)", line)
-        if m:
-            found.setdefault(int(m.group(1)), {})[int(m.group(2))] = int(m.group(3))
-    if not found:
-        raise UserError(f"{path}: no LOGIT lines (is this the log of a run of the generated program?)")
-    return found
-
-
-def parse_debug_log(path: Path) -> dict[tuple[int, str], dict[tuple[int, int, int], int]]:
-    """DEBUG <execution> <LAYER> <c> <y> <x> <raw integer> lines of a program built with --debug."""
-    found: dict[tuple[int, str], dict[tuple[int, int, int], int]] = {}
-    for line in path.read_text(errors="replace").splitlines():
-        m = re.search(r"DEBUG (\d+) (\w+) (\d+) (\d+) (\d+) (-?\d+)", line)
-        if m:
-            found.setdefault((int(m.group(1)), m.group(2)), {})[(int(m.group(3)), int(m.group(4)), int(m.group(5)))] = int(m.group(6))
-    return found
 
 
 def simulate_mpc(graph, fx, x_int, fixed: dict, runs: int, seed: int = 0) -> dict[str, int]:

@@ -1,4 +1,5 @@
-"""Render the MAMBA program from templates/program.mpc.j2 and the per-op snippets in templates/ops/.
+"""Render the MAMBA program from program.mpc.j2 (beside this module) and each op's snippet
+(``mpc_export/ops/<template>.mpc.j2``, beside the op's definition).
 
 The op table is built from the registry (``OPS``): each executable op names its template file, which
 defines three macros: ``prelude()`` (helper functions, emitted once if the graph uses the op),
@@ -10,16 +11,14 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from pathlib import Path
 
 import jinja2
 
 from .. import __version__
 from ..export.plan import InputFile, ParamFile, files_of
 from ..ir import Graph
-from ..quantize.fixedpoint import FixedSpec
+from ..fixedpoint import FixedSpec
 
-TEMPLATES = Path(__file__).resolve().parents[2] / "templates"
 READ_CHUNK = 4096  # values read per private_input instruction (bounded vector registers)
 MAX_VECTOR = 4096
 
@@ -116,7 +115,9 @@ def _prod(shape) -> int:
 
 def _environment() -> jinja2.Environment:
     return jinja2.Environment(
-        loader=jinja2.FileSystemLoader(str(TEMPLATES)),
+        # package loaders read through importlib.resources: the same from a checkout, a wheel or a zip
+        loader=jinja2.PrefixLoader({"program": jinja2.PackageLoader("mpc_export.codegen", ""),
+                                    "ops": jinja2.PackageLoader("mpc_export.ops", "")}),
         undefined=jinja2.StrictUndefined,
         keep_trailing_newline=True,
         trim_blocks=False,
@@ -145,7 +146,7 @@ def render_program(graph: Graph, fx: FixedSpec, params: list[ParamFile], inputs:
         reads = [read_input] + (param_reads if inp.execution == 0 else [])
         channel_reads.extend(reads)
         executions.append({"index": inp.execution, "reads": reads, "calls": calls})
-    text = env.get_template("program.mpc.j2").render(
+    text = env.get_template("program/program.mpc.j2").render(
         program_name=f"mpc_export_{graph.name}",
         version=__version__,
         model_name=graph.description,

@@ -8,7 +8,7 @@ from pathlib import Path
 
 from ..errors import UserError
 
-DEFAULT_MAP = Path(__file__).resolve().parents[2] / "channel_map.toml"
+DEFAULT_MAP = Path(__file__).resolve().parent / "channel_map.toml"  # the seed table, shipped in the package
 KIND_FOLDERS = {"weight": "weights", "bias": "bias", "new_gamma": "new_gamma", "new_beta": "new_beta"}
 
 

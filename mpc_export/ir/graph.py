@@ -13,6 +13,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from ..ops import OPS
+
 
 @dataclass
 class Node:
@@ -30,8 +32,7 @@ class Node:
 
     @property
     def spec(self):
-        from ..ops import OPS
-
+        """The op's definition (the vocabulary layer below the IR)."""
         return OPS[self.op]
 
 

@@ -10,7 +10,7 @@ Ops the secure program executes (``executable = True``) also define:
   - ``stages``/``worst_case``: what each intermediate holds and its sound bound from the weights;
   - ``error_ulp``: how the op amplifies a deviation of its input and adds its own truncations;
   - ``cost``: secret multiplications, truncations and comparisons the program performs;
-  - ``template``: the file under templates/ops with the MAMBA snippet, and ``template_args``.
+  - ``template``: the snippet ``<template>.mpc.j2`` beside this file, and ``template_args``.
 """
 
 from __future__ import annotations

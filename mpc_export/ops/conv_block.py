@@ -17,8 +17,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..quantize.fixedpoint import FLOAT64_EXACT_BITS, max_abs, to_exact
-from ..reference import exact
+from ..fixedpoint import FLOAT64_EXACT_BITS, max_abs, to_exact
+from . import _exact as exact
 from ._kernels import conv2d_float, pool2x2_max, pool2x2_sum, window_out
 from .base import Op, Stage, protocol_cost
 

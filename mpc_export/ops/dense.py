@@ -11,8 +11,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..quantize.fixedpoint import max_abs, to_exact
-from ..reference import exact
+from ..fixedpoint import max_abs, to_exact
+from . import _exact as exact
 from .base import Op, Stage, protocol_cost
 
 

@@ -11,7 +11,7 @@ import math
 
 import numpy as np
 
-from ..quantize.fixedpoint import encode
+from ..fixedpoint import encode
 from .base import NonExpanding, Op, Stage, protocol_cost
 
 

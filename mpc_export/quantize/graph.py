@@ -18,7 +18,7 @@ import numpy as np
 
 from ..errors import UserError
 from ..ir import Graph
-from .fixedpoint import FixedSpec, bits_of, encode, max_abs
+from ..fixedpoint import FixedSpec, bits_of, encode, max_abs
 
 
 @dataclass

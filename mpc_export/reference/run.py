@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from ..ir import Graph
-from ..quantize.fixedpoint import FixedSpec, max_abs, truncate
+from ..fixedpoint import FixedSpec, max_abs, truncate
 
 
 @dataclass

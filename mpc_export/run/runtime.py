@@ -225,7 +225,7 @@ def start_players(root: Path, name: str, answers: Path, timeout: float) -> tuple
 
 
 def run(opts: RunOptions, progress=print) -> RunResult:
-    from ..cli.verify import parse_mpc_log
+    from ..verify.mpc_log import parse_mpc_log
     from ..verify.integrity import check_files, read_manifest
 
     if opts.parties != PARTIES:

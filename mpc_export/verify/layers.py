@@ -6,7 +6,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from ..quantize.fixedpoint import decode
+from ..fixedpoint import decode
 
 
 @dataclass

@@ -12,7 +12,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from ..quantize.fixedpoint import FLOAT64_EXACT_BITS, fits_int64, max_abs
+from ..fixedpoint import FLOAT64_EXACT_BITS, fits_int64, max_abs
 
 
 def _combine(parts: list[np.ndarray], limb_bits: int, bound: int) -> np.ndarray:

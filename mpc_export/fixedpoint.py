@@ -19,7 +19,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ..errors import UserError
+from .errors import UserError
 
 INT64_SAFE_BITS = 62  # |v| < 2^62: sums of two such values still fit int64
 FLOAT64_EXACT_BITS = 53
