@@ -8,8 +8,8 @@ does for decimal tokens. The reference truncates with ``floor`` (an arithmetic s
 Budget: a value the program compares or stores needs |v| < 2^(K-1); a value fed to a truncation with bit
 length k needs |v| < 2^(k-1); the field (a 128-bit prime for FANNG-MPC) needs 2K + kappa + 1 bits.
 
-The truncation schedule of each operator (where it truncates and by how much) is documented next to its
-reference kernel in ``mpc_export/ops`` and in docs/fixed_point.md; this module only holds the primitives.
+The truncation schedule of each operator (where it truncates, by how much, with which protocol) is
+declared once in its ``schedule`` (``mpc_export/ops``); this module only holds the primitives.
 """
 
 from __future__ import annotations
@@ -25,6 +25,30 @@ INT64_SAFE_BITS = 62  # |v| < 2^62: sums of two such values still fit int64
 FLOAT64_EXACT_BITS = 53
 
 
+TRUNCATION_MODES = ("exact", "probabilistic")
+
+
+@dataclass(frozen=True)
+class Protocol:
+    """The protocol choices a program is generated with (manifest.json's ``protocol`` object).
+
+    truncation: "exact" (``AdvInteger.Trunc``: the floor, so the secure run equals the reference bit for
+    bit) or "probabilistic" (``TruncPr``: the floor or the floor + 1, FANNG's cheaper schedule)."""
+
+    truncation: str = "exact"
+
+    def validate(self) -> None:
+        if self.truncation not in TRUNCATION_MODES:
+            raise UserError(f"--truncation must be one of {', '.join(TRUNCATION_MODES)}, got {self.truncation!r}")
+
+    @property
+    def exact(self) -> bool:
+        return self.truncation == "exact"
+
+    def as_dict(self) -> dict:
+        return {"truncation": self.truncation}
+
+
 @dataclass(frozen=True)
 class FixedSpec:
     frac_bits: int = 12  # F: scale 2^F
@@ -32,8 +56,10 @@ class FixedSpec:
     kappa: int = 40  # statistical security parameter of TruncPr / LTZ
     prime_bits: int = 128  # FANNG-MPC's 128-bit prime
     reading_precision: int = 12  # R: the runtime's fixed_point_reading_precision
+    protocol: Protocol = Protocol()
 
     def validate(self) -> None:
+        self.protocol.validate()
         if not 1 <= self.frac_bits <= 30:
             raise UserError(f"--frac-bits must be between 1 and 30, got {self.frac_bits}")
         if not self.frac_bits + 2 <= self.total_bits <= 64:

@@ -138,6 +138,8 @@ def build(opts: BuildOptions, progress=None) -> dict:
             "fixed_point": {"frac_bits": fx.frac_bits, "total_bits": fx.total_bits, "kappa": fx.kappa,
                             "prime_bits": fx.prime_bits, "reading_precision": fx.reading_precision,
                             "number_format": opts.number_format},
+            # the choices the program was generated with; verify and run read them
+            "protocol": fx.protocol.as_dict(),
             "preprocessing": {"scale": "pixels / 255", "mean": graph.mean, "std": graph.std,
                               "formula": "(pixel / 255 - mean[c]) / std[c], then round(x * 2^F)" if graph.mean else "pixel / 255, then round(x * 2^F)"},
             "data_folder": data_folder(graph),

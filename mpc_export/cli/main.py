@@ -13,7 +13,7 @@ from rich.console import Console
 from rich.table import Table
 
 from ..errors import UserError, VerificationFailed
-from ..fixedpoint import FixedSpec
+from ..fixedpoint import FixedSpec, Protocol
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False, help="Export a trained CNN to FANNG-MPC / SCALE-MAMBA and prove it right.")
 console = Console(stderr=False, width=None if sys.stdout.isatty() else 140)
@@ -39,6 +39,7 @@ def build(
     total_bits: int = typer.Option(41, "--total-bits", help="K: total bits of sfix"),
     reading_precision: int = typer.Option(12, "--reading-precision", help="R: the runtime's fixed_point_reading_precision"),
     number_format: str = typer.Option("decimal", "--number-format", help="decimal (needs F == R) or integer"),
+    truncation: str = typer.Option("exact", "--truncation", help="exact (the secure run equals the reference bit for bit) or probabilistic (TruncPr: cheaper, within a bound)"),
     channel_map: Optional[Path] = typer.Option(None, "--channel-map", help="channel map TOML (default: the seed table)"),
     force: bool = typer.Option(False, "--force", help="replace an existing output directory"),
     debug: bool = typer.Option(False, "--debug", help="make the program print every layer's output (reveals them!)"),
@@ -54,7 +55,8 @@ def build(
 
     opts = BuildOptions(model=model, out=out, inputs=list(input), number_format=number_format, channel_map=channel_map,
                         force=force, debug=debug, mean=_floats(mean, "--mean"), std=_floats(std, "--std"), trust_pickle=trust_pickle,
-                        fx=FixedSpec(frac_bits=frac_bits, total_bits=total_bits, reading_precision=reading_precision))
+                        fx=FixedSpec(frac_bits=frac_bits, total_bits=total_bits, reading_precision=reading_precision,
+                                     protocol=Protocol(truncation=truncation)))
     if as_json:
         manifest = run_build(opts)
     else:
@@ -247,15 +249,20 @@ def cost(
     if as_json:
         print(json.dumps(report))
         return
-    table = Table(title=f"cost of {manifest['program']['path']} (per execution)")
-    for col in ("layer", "op", "multiplications", "truncations", "comparisons", "rounds (est.)", "zero weights"):
-        table.add_column(col, justify="right" if col not in ("layer", "op") else "left")
+    protocol = manifest.get("protocol", {})
+    table = Table(title=f"cost of {manifest['program']['path']} per execution ({protocol.get('truncation', '?')} truncation)")
+    for col in ("layer", "products", "truncations", "comparisons", "triples", "random bits", "rounds", "zero w."):
+        table.add_column(col, justify="left" if col == "layer" else "right")
     for row in manifest["cost"]["layers"]:
-        table.add_row(row["node"], row["op"], f"{row['multiplications']:,}", f"{row['truncations']:,}", f"{row['comparisons']:,}",
-                      f"{row['rounds_estimate']:,}", f"{row['weight_zero_fraction'] * 100:.1f} %" if row["op"] in ("conv_block", "dense") else "")
+        zeros = row["weight_zero_fraction"]
+        table.add_row(row["node"], f"{row['multiplications']:,}", f"{row['truncations']:,}", f"{row['comparisons']:,}",
+                      f"{row['triples']:,}", f"{row['bits']:,}", f"{row['rounds']:,}", "" if zeros is None else f"{zeros * 100:.1f} %")
     t = manifest["cost"]["totals"]
-    table.add_row("total", "", f"{t['multiplications']:,}", f"{t['truncations']:,}", f"{t['comparisons']:,}", f"{t['rounds_estimate']:,}", "")
+    table.add_row("total", f"{t['multiplications']:,}", f"{t['truncations']:,}", f"{t['comparisons']:,}",
+                  f"{t['triples']:,}", f"{t['bits']:,}", f"{t['rounds']:,}", "")
     console.print(table)
+    console.print("triples and random bits: the preprocessing the MAMBA compiler's \"Program requires\" line counts; "
+                  "rounds: each run-time loop iteration's protocol calls in sequence")
     values = report["input_values_per_channel"]
     console.print("values input per channel: " + ", ".join(f"{ch}: {n:,}" for ch, n in values.items()))
     sp = manifest["cost"]["sparsity"]

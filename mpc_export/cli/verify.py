@@ -14,7 +14,7 @@ from ..fold import lower_for_mpc
 from ..load import load_model
 from ..load.images import load_image
 from ..load.torch_models import torch_module
-from ..fixedpoint import FixedSpec, bits_of, decode, encode
+from ..fixedpoint import FixedSpec, Protocol, bits_of, decode, encode
 from ..reference.run import Trace, run_fixed, run_float
 from ..verify.crosscheck import OnnxOracle, export_onnx, torch_layer_outputs
 from ..verify.integrity import attach_parameters, check_files, read_manifest
@@ -37,8 +37,15 @@ class VerifyOptions:
 
 
 def _spec(manifest: dict) -> FixedSpec:
+    """The fixed-point format and protocol the build recorded (a build without a protocol object predates
+    exact truncation: probabilistic)."""
     f = manifest["fixed_point"]
-    return FixedSpec(f["frac_bits"], f["total_bits"], f["kappa"], f["prime_bits"], f["reading_precision"])
+    recorded = manifest.get("protocol", {"truncation": "probabilistic"})
+    if not isinstance(recorded, dict) or set(recorded) != {"truncation"}:
+        raise UserError(f"manifest.json: protocol must be an object with exactly the key truncation, got {recorded!r}")
+    protocol = Protocol(**recorded)
+    protocol.validate()
+    return FixedSpec(f["frac_bits"], f["total_bits"], f["kappa"], f["prime_bits"], f["reading_precision"], protocol)
 
 
 def load_reference(directory: Path, model: Path | None):

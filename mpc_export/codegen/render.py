@@ -148,6 +148,7 @@ def render_program(graph: Graph, fx: FixedSpec, params: list[ParamFile], inputs:
         executions.append({"index": inp.execution, "reads": reads, "calls": calls})
     text = env.get_template("program/program.mpc.j2").render(
         program_name=f"mpc_export_{graph.name}",
+        protocol=fx.protocol.as_dict(),
         version=__version__,
         model_name=graph.description,
         channel_reads=channel_reads,

@@ -1,13 +1,14 @@
 """add: residual connection y = a + b (+ ReLU), both at scale 2^F: exact, no truncation.
 
-Fixed point: y = a + b (|v| < 2^(K-1)); relu(y) with one comparison and one multiplication.
+Fixed point: y = a + b (|v| < 2^(K-1)); relu(y) with one comparison (LTZ on K bits) and one multiplication.
 """
 
 from __future__ import annotations
 
 import numpy as np
 
-from .base import Op, Stage, protocol_cost
+from .base import Op
+from .protocol import Comparison, Products, Schedule, Stage
 
 
 class Add(Op):
@@ -37,8 +38,15 @@ class Add(Op):
         return np.maximum(y, 0) if node.attrs.get("relu") else y
 
     @classmethod
-    def stages(cls, node, fx):
-        return [Stage("sum", fx.total_bits - 1)]
+    def schedule(cls, node, fx):
+        """With a ReLU: one comparison and one selection per element of each whole padded plane (the zero
+        borders included), one channel per run-time iteration."""
+        c, h, w = node.shape
+        steps = []
+        if node.attrs.get("relu"):
+            plane = (h + 2) * (w + 2)
+            steps = [Comparison("sum", fx.total_bits, c, plane), Products("ReLU selection", c, plane)]
+        return Schedule(steps, stored=[Stage("sum", fx.value_limit_bits)])
 
     @classmethod
     def worst_case(cls, node, fx, a, b):
@@ -53,14 +61,8 @@ class Add(Op):
         return float(sum(in_errors))
 
     @classmethod
-    def cost(cls, node, fx):
-        c, h, w = node.shape
-        n = c * (h + 2) * (w + 2) if node.attrs.get("relu") else 0  # the program works on whole padded planes
-        return protocol_cost(n, {}, {fx.total_bits: n})
-
-    @classmethod
     def template_args(cls, node, fx, layout):
         c, h, w = node.shape
         return {"name": layout.ident(node), "a": layout.buffer(layout.graph.node(node.inputs[0])).name,
                 "b": layout.buffer(layout.graph.node(node.inputs[1])).name, "channels": c, "plane": (h + 2) * (w + 2),
-                "relu": bool(node.attrs.get("relu")), "target": layout.buffer(node).name, "height": h, "width": w}
+                "relu_bits": cls.schedule(node, fx).comparison("sum").bit_length if node.attrs.get("relu") else None, "target": layout.buffer(node).name, "height": h, "width": w}

@@ -6,43 +6,23 @@ An op class holds everything about one kind of node:
   - ``ref_float``: the float64 kernel on a batch (N, ...);
   - ``macs``: multiply-accumulates of the float model.
 Ops the secure program executes (``executable = True``) also define:
-  - ``ref_fixed``: the bit-exact integer kernel (the program's truncation schedule);
-  - ``stages``/``worst_case``: what each intermediate holds and its sound bound from the weights;
+  - ``schedule``: the protocol steps the program performs (products, truncations with bit length, shift
+    and exactness, comparisons with bit length), declared once (``protocol.py``); the stage limits
+    (``stages``) and the cost (``cost``) derive from it here, the reference kernel takes its shifts from it
+    and ``template_args`` hands its numbers to the snippet;
+  - ``ref_fixed``: the bit-exact integer kernel, following the schedule;
+  - ``worst_case``: each stage's sound bound from the weights;
   - ``error_ulp``: how the op amplifies a deviation of its input and adds its own truncations;
-  - ``cost``: secret multiplications, truncations and comparisons the program performs;
   - ``template``: the snippet ``<template>.mpc.j2`` beside this file, and ``template_args``.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import numpy as np
 
+from .protocol import Schedule, Stage
+
 OPS: dict[str, type["Op"]] = {}
-
-
-def protocol_cost(multiplications: int, truncations: dict, comparisons: dict) -> dict:
-    """An op's cost: secret multiplications, TruncPr calls by (bit length, shift), LTZ comparisons by bit
-    length (each also reported as totals). The MAMBA compiler's preprocessing requirement (triples, bits)
-    is a fixed function of these, which tests check against the compiler itself."""
-    truncations = {key: n for key, n in truncations.items() if n}
-    comparisons = {key: n for key, n in comparisons.items() if n}
-    return {
-        "multiplications": int(multiplications),
-        "truncations": int(sum(truncations.values())),
-        "comparisons": int(sum(comparisons.values())),
-        "truncations_by_shape": {f"{k},{m}": int(n) for (k, m), n in sorted(truncations.items())},
-        "comparisons_by_bits": {str(k): int(n) for k, n in sorted(comparisons.items())},
-    }
-
-
-@dataclass
-class Stage:
-    """An intermediate an executable op holds: its name, scale exponent (in units of F) and bit limit."""
-
-    name: str
-    limit_bits: int  # values must satisfy |v| < 2^limit_bits
 
 
 class Op:
@@ -60,7 +40,7 @@ class Op:
         if cls.name in OPS:
             raise TypeError(f"op {cls.name!r} defined twice")
         if cls.executable:
-            for member in ("ref_fixed", "stages", "worst_case", "error_ulp", "float_tolerance", "cost", "template_args"):
+            for member in ("schedule", "ref_fixed", "worst_case", "error_ulp", "float_tolerance", "template_args"):
                 if getattr(cls, member).__func__ is getattr(Op, member).__func__:
                     raise TypeError(f"executable op {cls.name} lacks {member}")
         OPS[cls.name] = cls
@@ -85,8 +65,14 @@ class Op:
         raise NotImplementedError(cls.name)
 
     @classmethod
-    def stages(cls, node, fx) -> list[Stage]:
+    def schedule(cls, node, fx) -> Schedule:
+        """The protocol steps of this node's program and its intermediates (see protocol.py)."""
         raise NotImplementedError(cls.name)
+
+    @classmethod
+    def stages(cls, node, fx) -> list[Stage]:
+        """Every intermediate with its limit: the protocols' input ranges, from the schedule."""
+        return cls.schedule(node, fx).stages()
 
     @classmethod
     def worst_case(cls, node, fx, *in_bounds: int) -> tuple[dict[str, int], int]:
@@ -105,8 +91,9 @@ class Op:
         raise NotImplementedError(cls.name)
 
     @classmethod
-    def cost(cls, node, fx) -> dict[str, int]:
-        raise NotImplementedError(cls.name)
+    def cost(cls, node, fx) -> dict:
+        """Multiplications, truncations, comparisons, triples, random bits and rounds: the schedule priced."""
+        return cls.schedule(node, fx).cost(fx.kappa)
 
     @classmethod
     def template_args(cls, node, fx, layout) -> dict:
@@ -119,12 +106,8 @@ class Op:
 
 
 class NonExpanding:
-    """Mixin for ops that only move or select values (a subsample, a maximum): no truncation, no new
-    intermediate, and a deviation of the input passes through without growing."""
-
-    @classmethod
-    def stages(cls, node, fx):
-        return []
+    """Mixin for ops that only move or select values (a subsample, a maximum): no truncation, and a
+    deviation of the input passes through without growing."""
 
     @classmethod
     def worst_case(cls, node, fx, in_bound):

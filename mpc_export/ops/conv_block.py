@@ -1,16 +1,18 @@
 """conv_block: 3x3 (padding 1) or 1x1 (padding 0) convolution, stride 1 or 2, + bias, optional 2x2 max pool, optional folded
 batch norm, one truncation, optional ReLU, optional 2x2 average pool.
 
-The batched truncation schedule (all integers; x at scale 2^F; w, bias, new_gamma, new_beta at 2^F):
+The batched schedule (all integers; x at scale 2^F; w, bias, new_gamma, new_beta at 2^F), declared in
+``schedule``:
 
     acc     = sum(w * x) + bias * 2^F                         scale 2^2F
-    acc     = max over 2x2 windows of acc   (if pre_pool)     scale 2^2F  (differences need < 2^(2K-1))
-    scaled  = acc * new_gamma + new_beta * 2^2F (if affine)   scale 2^3F  (|v| < 2^(2K-1): TruncPr bit length 2K)
+    acc     = max over 2x2 windows of acc   (if pre_pool)     scale 2^2F  (LTZ on differences, 2K bits)
+    scaled  = acc * new_gamma + new_beta * 2^2F (if affine)   scale 2^3F  (truncation bit length 2K)
     y       = floor(scaled / 2^2F)   or floor(acc / 2^F)      scale 2^F   (|v| < 2^(K-1))
-    y       = relu(y)                       (if relu)
-    y       = floor((y00 + y01 + y10 + y11) / 4) (post_pool)  scale 2^F   (sum < 2^(K+1): TruncPr bit length K+2)
+    y       = relu(y)                       (if relu)         (LTZ on K bits)
+    y       = floor((y00 + y01 + y10 + y11) / 4) (post_pool)  scale 2^F   (truncation bit length K+2)
 
-The MPC program replaces each floor by TruncPr, which may add 1; ``error_ulp`` bounds the effect.
+Each floor is an exact truncation by default; with probabilistic truncation (TruncPr) the program may
+add 1, and ``error_ulp`` bounds the effect.
 """
 
 from __future__ import annotations
@@ -20,7 +22,8 @@ import numpy as np
 from ..fixedpoint import FLOAT64_EXACT_BITS, max_abs, to_exact
 from . import _exact as exact
 from ._kernels import conv2d_float, pool2x2_max, pool2x2_sum, window_out
-from .base import Op, Stage, protocol_cost
+from .base import Op
+from .protocol import Comparison, Products, Schedule, Stage, Truncation
 
 
 def _weight_abs_sums(node) -> np.ndarray:
@@ -78,6 +81,7 @@ class ConvBlock(Op):
         the weights and the actual input proves every intermediate < 2^53, else int64 / Python ints."""
         q, a = node.qparams, node.attrs
         f = fx.frac_bits
+        schedule = cls.schedule(node, fx)
         acc_bound = max_abs(x) * int(np.max(_weight_abs_sums(node))) + max_abs(q["bias"]) * 2**f
         bound = acc_bound * max_abs(q["new_gamma"]) + max_abs(q["new_beta"]) * 2 ** (2 * f) if a.get("affine", True) else acc_bound
         use_float = bound < 2**FLOAT64_EXACT_BITS
@@ -95,30 +99,43 @@ class ConvBlock(Op):
                 to_exact(q["new_gamma"], bound), to_exact(q["new_beta"], bound) * 2 ** (2 * f))
             scaled = acc * gamma[None, :, None, None] + beta[None, :, None, None]
             trace.record(node, "scaled", scaled)
-            y = trace.truncate(scaled, 2 * f)
+            y = trace.truncate(scaled, schedule.truncation("scaled"))
         else:
-            y = trace.truncate(acc, f)
+            y = trace.truncate(acc, schedule.truncation("accumulator"))
         trace.record(node, "truncated", y)
         if a.get("relu", True):
             y = np.maximum(y, 0)
         if a.get("post_pool"):
             total = pool2x2_sum(y)
             trace.record(node, "pool_sum", total)
-            y = trace.truncate(total, 2)
+            y = trace.truncate(total, schedule.truncation("pool_sum"))
         if use_float:
             return y.astype(np.int64)
         return y.astype(np.int64) if y.dtype == object and max_abs(y) < 2**62 else y
 
     @classmethod
-    def stages(cls, node, fx):
-        k, a = fx.total_bits, node.attrs
-        stages = [Stage("accumulator", 2 * k - 2 if a.get("pre_pool") else 2 * k - 1)]
+    def schedule(cls, node, fx):
+        """One output channel per run-time iteration (see the template): per (output, input) channel pair
+        one round of kernel-size vectorised products on the H x (W+2) grid of the padded plane (a stride-2
+        conv is computed at stride 1 and subsampled); per output channel three pairwise maxima (2x2 max
+        pool), the product by new_gamma, one truncation, the ReLU and the average pool's truncation."""
+        o, i, kh, kw = node.params["weight"].shape
+        a, k, f = node.attrs, fx.total_bits, fx.frac_bits
+        exact = fx.protocol.exact
+        conv_grid, value_grid, out_grid, _ = cls.grids(node)
+        steps = [Products("convolution taps", o * i, kh * kw * conv_grid)]
+        if a.get("pre_pool"):  # max(max(max(t0, t1), t2), t3): three comparisons in sequence
+            steps += [Comparison("accumulator", 2 * k, 3 * o, value_grid, operand="difference"),
+                      Products("max pool selection", 3 * o, value_grid)]
         if a.get("affine", True):
-            stages.append(Stage("scaled", 2 * k - 1))
-        stages.append(Stage("truncated", k - 1))
+            steps += [Products("x new_gamma", o, value_grid), Truncation("scaled", 2 * k, 2 * f, exact, o, value_grid)]
+        else:
+            steps.append(Truncation("accumulator", 2 * k, f, exact, o, value_grid))
+        if a.get("relu", True):
+            steps += [Comparison("truncated", k, o, value_grid), Products("ReLU selection", o, value_grid)]
         if a.get("post_pool"):
-            stages.append(Stage("pool_sum", k + 1))
-        return stages
+            steps.append(Truncation("pool_sum", k + 2, 2, exact, o, out_grid))
+        return Schedule(steps, stored=[Stage("accumulator", 2 * k - 1), Stage("truncated", fx.value_limit_bits)])
 
     @classmethod
     def worst_case(cls, node, fx, in_bound):
@@ -141,17 +158,19 @@ class ConvBlock(Op):
     @classmethod
     def error_ulp(cls, node, fx, in_error):
         """The accumulator deviates by at most sum|w_o| * in_error (scale 2^2F); max pooling does not
-        amplify; x |new_gamma_o|; a floor by 2^m turns a deviation d into at most ceil(d / 2^m), and
-        TruncPr adds at most 1; ReLU does not amplify; the average pool keeps the bound and adds 1."""
+        amplify; x |new_gamma_o|; a floor by 2^m turns a deviation d into at most ceil(d / 2^m), and a
+        probabilistic truncation adds at most 1 (an exact one nothing); ReLU does not amplify; the average
+        pool keeps the bound and adds its truncation's rounding."""
         q, a = node.qparams, node.attrs
         f = fx.frac_bits
+        schedule = cls.schedule(node, fx)
         sums = _weight_abs_sums(node)
         if a.get("affine", True):
             worst = max(int(s) * abs(int(g)) for s, g in zip(sums, q["new_gamma"])) * in_error
-            err = -(-worst // 2 ** (2 * f)) + 1
+            err = -(-worst // 2 ** (2 * f)) + schedule.truncation("scaled").rounding_ulp
         else:
-            err = -(-(int(max(sums)) * in_error) // 2**f) + 1
-        return err + 1 if a.get("post_pool") else err
+            err = -(-(int(max(sums)) * in_error) // 2**f) + schedule.truncation("accumulator").rounding_ulp
+        return err + schedule.truncation("pool_sum").rounding_ulp if a.get("post_pool") else err
 
     @classmethod
     def float_tolerance(cls, node, fx, in_errors, in_peaks):
@@ -184,28 +203,12 @@ class ConvBlock(Op):
         return conv_grid, value_grid, out_grid, (hv, wv)
 
     @classmethod
-    def cost(cls, node, fx):
-        """What the program executes: taps on the H x (W+2) grid of the padded plane (a stride-2 conv
-        is computed at stride 1 and subsampled), 3 comparisons + 3 selections per 2x2 max (on 2K bits),
-        one multiplication by new_gamma, one truncation and one comparison + multiplication per ReLU."""
-        o, i, kh, kw = node.params["weight"].shape
-        a, k, f = node.attrs, fx.total_bits, fx.frac_bits
-        conv_grid, value_grid, out_grid, _ = cls.grids(node)
-        pre = 3 * value_grid if a.get("pre_pool") else 0
-        relu = value_grid if a.get("relu", True) else 0
-        mults = i * kh * kw * conv_grid + pre + (value_grid if a.get("affine", True) else 0) + relu
-        truncs = {(2 * k, 2 * f if a.get("affine", True) else f): o * value_grid}
-        if a.get("post_pool"):
-            truncs[(k + 2, 2)] = o * out_grid
-        comparisons = {2 * k: o * pre, k: o * relu}
-        return protocol_cost(o * mults, truncs, comparisons)
-
-    @classmethod
     def template_args(cls, node, fx, layout):
         c, h, w = node.in_shapes[0]
         oc, oh, ow = node.shape
         a = node.attrs
         conv_grid, value_grid, out_grid, (hv, wv) = cls.grids(node)
+        schedule = cls.schedule(node, fx)
         target = layout.buffer(node)
         padded = target.layout == "padded"
         if not padded and not a.get("post_pool"):
@@ -226,6 +229,11 @@ class ConvBlock(Op):
             "affine": bool(a.get("affine", True)),
             "relu": bool(a.get("relu", True)),
             "pool": bool(a.get("post_pool")),
+            # the protocol numbers, from the declared schedule
+            "max_bits": schedule.comparison("accumulator").bit_length if a.get("pre_pool") else None,
+            "truncation": schedule.truncation("scaled" if a.get("affine", True) else "accumulator"),
+            "relu_bits": schedule.comparison("truncated").bit_length if a.get("relu", True) else None,
+            "pool_truncation": schedule.truncation("pool_sum") if a.get("post_pool") else None,
             "pool_rows": oh, "pool_valid": ow, "pool_source_row": wv + 2,
             "out_columns": out_columns,
             "out_grid": oh * out_columns,

@@ -1,10 +1,10 @@
 """dense: fully connected layer (weight out x in, bias out), optionally followed by ReLU.
 
-Fixed point (x, w, bias at scale 2^F):
+Fixed point (x, w, bias at scale 2^F), declared in ``schedule``:
 
-    acc = sum(w * x) + bias * 2^F      scale 2^2F  (|v| < 2^(2K-1): TruncPr bit length 2K)
+    acc = sum(w * x) + bias * 2^F      scale 2^2F  (truncation bit length 2K)
     y   = floor(acc / 2^F)             scale 2^F   (|v| < 2^(K-1))
-    y   = relu(y)                      when the layer has a ReLU
+    y   = relu(y)                      when the layer has a ReLU (LTZ on K bits)
 """
 
 from __future__ import annotations
@@ -13,7 +13,8 @@ import numpy as np
 
 from ..fixedpoint import max_abs, to_exact
 from . import _exact as exact
-from .base import Op, Stage, protocol_cost
+from .base import Op
+from .protocol import Comparison, Products, Schedule, Stage, Truncation
 
 
 class Dense(Op):
@@ -45,15 +46,22 @@ class Dense(Op):
         bound = max_abs(acc) + max_abs(q["bias"]) * 2**f
         acc = to_exact(acc, bound) + to_exact(q["bias"], bound)[None, :] * 2**f
         trace.record(node, "accumulator", acc)
-        y = trace.truncate(acc, f)
+        y = trace.truncate(acc, cls.schedule(node, fx).truncation("accumulator"))
         trace.record(node, "truncated", y)
         if node.attrs["relu"]:
             y = np.maximum(y, 0)
         return y.astype(np.int64) if y.dtype == object and max_abs(y) < 2**62 else y
 
     @classmethod
-    def stages(cls, node, fx):
-        return [Stage("accumulator", 2 * fx.total_bits - 1), Stage("truncated", fx.total_bits - 1)]
+    def schedule(cls, node, fx):
+        """One run-time iteration per input (a vectorised product of a weight column by the broadcast input
+        value), then one truncation and the ReLU over all outputs at once."""
+        out, fan_in = node.params["weight"].shape
+        k = fx.total_bits
+        steps = [Products("weights", fan_in, out), Truncation("accumulator", 2 * k, fx.frac_bits, fx.protocol.exact, 1, out)]
+        if node.attrs["relu"]:
+            steps += [Comparison("truncated", k, 1, out), Products("ReLU selection", 1, out)]
+        return Schedule(steps, stored=[Stage("truncated", fx.value_limit_bits)])
 
     @classmethod
     def worst_case(cls, node, fx, in_bound):
@@ -65,10 +73,10 @@ class Dense(Op):
 
     @classmethod
     def error_ulp(cls, node, fx, in_error):
-        """sum|w_j| * in_error at scale 2^2F, floored by 2^F (ceil), plus 1 for TruncPr."""
+        """sum|w_j| * in_error at scale 2^2F, floored by 2^F (ceil), plus the truncation's rounding."""
         sums = np.sum(np.abs(node.qparams["weight"].astype(object)), axis=1)
         worst = int(max(sums)) * in_error
-        return -(-worst // 2**fx.frac_bits) + 1
+        return -(-worst // 2**fx.frac_bits) + cls.schedule(node, fx).truncation("accumulator").rounding_ulp
 
     @classmethod
     def float_tolerance(cls, node, fx, in_errors, in_peaks):
@@ -80,14 +88,9 @@ class Dense(Op):
         return float(np.max(sums * in_error + w.shape[1] * half * (in_peak + in_error) + half)) + step
 
     @classmethod
-    def cost(cls, node, fx):
-        out, fan_in = node.params["weight"].shape
-        relu = out if node.attrs["relu"] else 0
-        return protocol_cost(out * fan_in + relu, {(2 * fx.total_bits, fx.frac_bits): out}, {fx.total_bits: relu})
-
-    @classmethod
     def template_args(cls, node, fx, layout):
         out, fan_in = node.params["weight"].shape
+        schedule = cls.schedule(node, fx)
         return {
             "name": layout.ident(node),
             "source": layout.buffer_of_input(node).name,
@@ -96,5 +99,7 @@ class Dense(Op):
             "inputs": fan_in,
             "outputs": out,
             "relu": bool(node.attrs["relu"]),
+            "truncation": schedule.truncation("accumulator"),
+            "relu_bits": schedule.comparison("truncated").bit_length if node.attrs["relu"] else None,
             "target": layout.buffer(node).name,
         }

@@ -7,7 +7,8 @@ the program copies it into zero-padded planes.
 from __future__ import annotations
 
 
-from .base import Op, Stage, protocol_cost
+from .base import Op
+from .protocol import Schedule, Stage
 
 
 class Input(Op):
@@ -29,8 +30,9 @@ class Input(Op):
         return x
 
     @classmethod
-    def stages(cls, node, fx):
-        return [Stage("value", fx.value_limit_bits)]
+    def schedule(cls, node, fx):
+        """No protocol step: the values are read from their channel and stored."""
+        return Schedule([], stored=[Stage("value", fx.value_limit_bits)])
 
     @classmethod
     def worst_case(cls, node, fx, in_bound):
@@ -44,10 +46,6 @@ class Input(Op):
     def float_tolerance(cls, node, fx, in_errors, in_peaks):
         """Encoding rounds to the nearest multiple of 2^-F."""
         return 2.0 ** -(fx.frac_bits + 1)
-
-    @classmethod
-    def cost(cls, node, fx):
-        return protocol_cost(0, {}, {})
 
     @classmethod
     def template_args(cls, node, fx, layout):

@@ -13,13 +13,14 @@ from ..fixedpoint import FixedSpec, max_abs, truncate
 @dataclass
 class Trace:
     """Largest |value| seen per (node, stage), to compare with each stage's bit limit; with ``rng`` the
-    kernels simulate the MPC's probabilistic truncation instead of the floor."""
+    kernels simulate each probabilistic truncation (TruncPr) instead of the floor (exact ones floor)."""
 
     peaks: dict[tuple[str, str], int] = field(default_factory=dict)
     rng: np.random.Generator | None = None
 
-    def truncate(self, v: np.ndarray, shift: int) -> np.ndarray:
-        return truncate(v, shift, self.rng)
+    def truncate(self, v: np.ndarray, step) -> np.ndarray:
+        """The declared truncation ``step`` (an ops.protocol.Truncation) applied to v."""
+        return truncate(v, step.shift, None if step.exact else self.rng)
 
     def stage_peaks(self, graph: Graph, fx: FixedSpec) -> list:
         """(node name, Stage, largest |value| seen) for every stage of every node: what build's

@@ -1,0 +1,92 @@
+"""The seed pruned-ResNet run for real: build (default options: exact truncation), 3 players on
+127.0.0.1 with one real CIFAR-10 test image, logits compared with the reference.
+
+    FANNG_RUNTIME=~/.cache/fanng-runtime/<hash> python benchmarks/seed_real_run.py \
+        [--image ../shared/fixtures/image_1.pt] [--truncation exact] [--timeout 5400]
+
+Writes benchmarks/results/seed_real_run.json: model, truncation, triples and bits (the real compiler's
+"Program requires" count), players_s, peak_mb_per_player, executions, max_ulp_err, classes_match, and
+the rounds the cost report states. A benchmark, not a test: it takes ~30 min and ~6.4 GB per player;
+run it alone on the machine.
+"""
+
+from __future__ import annotations
+
+import argparse
+import ast
+import json
+import os
+import subprocess
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+from mpc_export.cli.build import BuildOptions, build
+from mpc_export.fixedpoint import FixedSpec, Protocol
+from mpc_export.run.runtime import RunOptions, run
+
+ROOT = Path(__file__).resolve().parents[1]
+SHARED = ROOT.parent / "shared"
+
+
+def requirement(program: Path) -> tuple[int, int]:
+    """(triples, random bits) the real MAMBA compiler says the program requires."""
+    proc = subprocess.run([str(SHARED / "tools" / "mamba-compile"), str(program)], capture_output=True, text=True, check=True)
+    need = ast.literal_eval(json.loads(proc.stdout.strip().splitlines()[-1])["requires"])
+    return need.get(("modp", "triple"), 0), need.get(("modp", "bit"), 0)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--image", type=Path, default=SHARED / "fixtures" / "image_1.pt")
+    parser.add_argument("--truncation", default="exact", choices=["exact", "probabilistic"])
+    parser.add_argument("--runtime", type=Path, default=Path(os.environ.get("FANNG_RUNTIME", "")))
+    parser.add_argument("--compiler", type=Path, default=SHARED / "tools" / "mamba-compiler")
+    parser.add_argument("--timeout", type=float, default=5400.0)
+    parser.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results" / "seed_real_run.json")
+    parser.add_argument("--keep-build", type=Path, default=None, help="build here (kept) instead of a temporary folder")
+    args = parser.parse_args()
+
+    with tempfile.TemporaryDirectory() as tmp:
+        directory = args.keep_build or Path(tmp) / "seed"
+        fx = FixedSpec(protocol=Protocol(truncation=args.truncation))
+        manifest = build(BuildOptions(model=ROOT / "examples" / "pruned_resnet_cifar10.pth", out=directory, inputs=[args.image],
+                                      fx=fx, force=args.keep_build is not None))
+        triples, bits = requirement(directory / "program" / manifest["program"]["name"])
+        started = time.perf_counter()
+        result = run(RunOptions(directory=directory, runtime=args.runtime, compiler=args.compiler, timeout=args.timeout),
+                     progress=lambda msg: print(msg, flush=True))
+        total_s = time.perf_counter() - started
+        errors, classes = [], []
+        for execution in manifest["executions"]:
+            mpc = result.logits[execution["index"]]
+            reference = execution["logits"]
+            errors += [abs(mpc[j] - reference[j]) for j in range(len(reference))]
+            classes.append(int(np.argmax([mpc[j] for j in range(len(reference))])) == execution["predicted_class"])
+        record = {
+            "model": "pruned_resnet_cifar10 (seed, examples/pruned_resnet_cifar10.pth)",
+            "image": str(args.image.name),
+            "truncation": args.truncation,
+            "triples": triples,
+            "bits": bits,
+            "cost_report": {k: manifest["cost"]["totals"][k] for k in ("multiplications", "truncations", "comparisons", "triples", "bits", "rounds")},
+            "players_s": round(result.wall_s, 1),
+            "compile_s": round(result.compile_s, 1),
+            "total_s": round(total_s, 1),
+            "peak_mb_per_player": result.peak_mb,
+            "executions": len(manifest["executions"]),
+            "max_ulp_err": max(errors),
+            "classes_match": all(classes),
+            "mpc_logits": {str(e): [v for _, v in sorted(values.items())] for e, values in result.logits.items()},
+            "reference_logits": {str(e["index"]): e["logits"] for e in manifest["executions"]},
+            "predicted_class": [e["predicted_class"] for e in manifest["executions"]],
+        }
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps(record, indent=1) + "\n")
+    print(json.dumps(record))
+
+
+if __name__ == "__main__":
+    main()

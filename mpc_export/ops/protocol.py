@@ -1,0 +1,177 @@
+"""The secure-computation steps an op's program performs: each executable op declares them once, in its
+``schedule``, and everything else follows from that declaration:
+
+  - the reference kernel takes each truncation's shift (and whether it is exact) from it;
+  - the stage limits (the bit budget) are the protocols' input ranges;
+  - the cost (triples, random bits, rounds) is priced from it;
+  - the template prints its numbers (bit lengths, shifts, the truncation protocol) from it;
+  - a test executes the rendered program and checks the protocol calls it makes against it.
+
+Units: ``calls`` is how many times the program invokes the step per execution, one after the other (run-time
+loop iterations); ``elements`` is the vector length of each call. Prices are those of FANNG-MPC's MAMBA
+compiler (``Compiler/AdvInteger.py``), checked against the compiler itself by tests/test_cost.py.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+
+
+
+@dataclass
+class Stage:
+    """An intermediate an executable op holds: its name and bit limit (values must satisfy |v| < 2^limit_bits)."""
+
+    name: str
+    limit_bits: int
+
+
+@dataclass(frozen=True)
+class Products:
+    """Secret x secret multiplications (one triple each), all of one call in one round."""
+
+    what: str
+    calls: int
+    elements: int
+
+    rounds_per_call = 1
+
+    def price(self, kappa: int) -> tuple[int, int]:
+        """(triples, random bits) per element."""
+        return 1, 0
+
+
+@dataclass(frozen=True)
+class Truncation:
+    """floor(v / 2^shift) of the stage's values, |v| < 2^(bit_length - 1). Exact: ``AdvInteger.Trunc``
+    (a comparison on the shift dropped bits recovers v mod 2^shift: the floor, always). Probabilistic:
+    ``AdvInteger.TruncPr``, the floor or the floor + 1, the latter with probability (v mod 2^shift) / 2^shift."""
+
+    stage: str
+    bit_length: int
+    shift: int
+    exact: bool
+    calls: int
+    elements: int
+
+    @property
+    def limit_bits(self) -> int:
+        return self.bit_length - 1
+
+    @property
+    def rounds_per_call(self) -> int:
+        return _trunc_rounds(self.shift) if self.exact else 1
+
+    @property
+    def rounding_ulp(self) -> int:
+        """The most the protocol's result exceeds the floor (units of the result)."""
+        return 0 if self.exact else 1
+
+    def price(self, kappa: int) -> tuple[int, int]:
+        return (_carry_out_triples(self.shift) if self.exact else 0), self.bit_length + kappa
+
+
+@dataclass(frozen=True)
+class Comparison:
+    """LTZ: 1 where v < 0 (``AdvInteger.LTZ`` = an exact truncation by bit_length - 1), needing
+    |v| < 2^(bit_length - 1). ``operand`` "difference": v is a - b of two values of the stage (a maximum),
+    so the stage's values need |x| < 2^(bit_length - 2)."""
+
+    stage: str
+    bit_length: int
+    calls: int
+    elements: int
+    operand: str = "value"
+
+    @property
+    def limit_bits(self) -> int:
+        return self.bit_length - (2 if self.operand == "difference" else 1)
+
+    @property
+    def rounds_per_call(self) -> int:
+        return _trunc_rounds(self.bit_length - 1)
+
+    def price(self, kappa: int) -> tuple[int, int]:
+        return _carry_out_triples(self.bit_length - 1), self.bit_length + kappa
+
+
+Step = Products | Truncation | Comparison
+
+
+@dataclass
+class Schedule:
+    """An op's declared protocol steps (in program order) and its intermediates (stages) with their limits."""
+
+    steps: list = field(default_factory=list)
+    stored: list[Stage] = field(default_factory=list)  # values held without a protocol on them: |v| < 2^limit
+
+    def truncation(self, stage: str) -> Truncation:
+        return self._one(Truncation, stage)
+
+    def comparison(self, stage: str) -> Comparison:
+        return self._one(Comparison, stage)
+
+    def _one(self, kind, stage: str):
+        found = [s for s in self.steps if isinstance(s, kind) and s.stage == stage]
+        if len(found) != 1:
+            raise KeyError(f"no single {kind.__name__} declared on stage {stage!r}")
+        return found[0]
+
+    def stages(self) -> list[Stage]:
+        """Every intermediate once, in order of first mention, with the tightest limit any use needs."""
+        limits: dict[str, int] = {}
+        for stage in self.stored:
+            limits[stage.name] = min(limits.get(stage.name, stage.limit_bits), stage.limit_bits)
+        for step in self.steps:
+            if not isinstance(step, Products):
+                limits[step.stage] = min(limits.get(step.stage, step.limit_bits), step.limit_bits)
+        return [Stage(name, bits) for name, bits in limits.items()]
+
+    def cost(self, kappa: int) -> dict:
+        """Counts by protocol shape, and the preprocessing (triples, random bits) and rounds they need."""
+        multiplications = triples = bits = rounds = 0
+        truncations: dict[tuple[int, int, bool], int] = {}
+        comparisons: dict[int, int] = {}
+        for step in self.steps:
+            n = step.calls * step.elements
+            if n == 0:
+                continue
+            t, b = step.price(kappa)
+            triples += t * n
+            bits += b * n
+            rounds += step.calls * step.rounds_per_call
+            if isinstance(step, Products):
+                multiplications += n
+            elif isinstance(step, Truncation):
+                key = (step.bit_length, step.shift, step.exact)
+                truncations[key] = truncations.get(key, 0) + n
+            else:
+                comparisons[step.bit_length] = comparisons.get(step.bit_length, 0) + n
+        return {
+            "multiplications": multiplications,
+            "truncations": sum(truncations.values()),
+            "comparisons": sum(comparisons.values()),
+            "truncations_by_shape": {f"{k},{m},{'exact' if e else 'probabilistic'}": n
+                                     for (k, m, e), n in sorted(truncations.items())},
+            "comparisons_by_bits": {str(k): n for k, n in sorted(comparisons.items())},
+            "triples": triples,
+            "bits": bits,
+            "rounds": rounds,
+        }
+
+
+def _carry_out_triples(m: int) -> int:
+    """Secret products of ``AdvInteger.Mod2m``'s BitLT on m bits: CarryOutAux's tree, which pairs the
+    (p, g) carries level by level (an odd one out passes through) and computes 2 products per pair, 1 for
+    the last pair of a level (Mod2 for m = 1: none)."""
+    count, items = 0, m
+    while items > 1:
+        count += 2 * (items // 2) - 1
+        items = (items + 1) // 2
+    return count
+
+
+def _trunc_rounds(m: int) -> int:
+    """Rounds of an exact truncation by m bits: one opening, then the carry tree's depth."""
+    return 1 + (math.ceil(math.log2(m)) if m > 1 else 0)
