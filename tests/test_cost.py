@@ -1,7 +1,8 @@
 """The cost report against the real MAMBA compiler: the preprocessing a program requires (triples and
-random bits, which the compiler counts through every run-time loop) must equal what the report's
-multiplications, truncations and comparisons imply, each protocol's price measured by compiling a
-one-call program with the same compiler."""
+random bits, which the compiler counts through every run-time loop) must equal the report's totals, and
+what its multiplications, truncations and comparisons imply with each protocol's price measured by
+compiling a one-call program with the same compiler. Rounds per protocol call are checked against the
+rounds measured with this compiler (../shared/notes/mpc-cost-facts.md)."""
 
 import ast
 import functools
@@ -44,16 +45,26 @@ def price(tmp_root, body: str) -> tuple[int, int]:
     return got[0] - base[0], got[1] - base[1]
 
 
-@pytest.mark.parametrize("model", ["pruned_resnet", "resnet20", "custresnet"])
-def test_compiler_requirements_match_the_cost_report(model, tmp_path):
+def _body(shape: str) -> str:
+    k, m, mode = shape.split(",")
+    if mode == "exact":
+        return f"r = sint()\nAdvInteger.Trunc(r, a, {k}, {m}, 40, True)"
+    return f"r = AdvInteger.TruncPr(a, {k}, {m}, 40)"
+
+
+@pytest.mark.parametrize("model,truncation", [("pruned_resnet", "exact"), ("pruned_resnet", "probabilistic"),
+                                              ("resnet20", "exact"), ("custresnet", "exact")])
+def test_compiler_requirements_match_the_cost_report(model, truncation, tmp_path):
     from mpc_export.cli.build import BuildOptions, build
+    from mpc_export.fixedpoint import FixedSpec, Protocol
 
     need_shared(COMPILER)
     path = SEED_MODEL if model == "pruned_resnet" else need_shared(SHARED / "fixtures" / f"{model}_cifar10.pth")
-    manifest = build(BuildOptions(model=path, out=tmp_path / "out"))
+    manifest = build(BuildOptions(model=path, out=tmp_path / "out", fx=FixedSpec(protocol=Protocol(truncation))))
     program = tmp_path / "out" / "program" / manifest["program"]["name"]
     triples, bits = requires(program)
     totals = manifest["cost"]["totals"]
+    assert (triples, bits) == (totals["triples"], totals["bits"])  # the report's own totals
     want_triples, want_bits = totals["multiplications"], 0
     root = str(tmp_path / "micro")
     for bit_length, n in totals["comparisons_by_bits"].items():
@@ -61,8 +72,29 @@ def test_compiler_requirements_match_the_cost_report(model, tmp_path):
         want_triples += n * t
         want_bits += n * b
     for shape, n in totals["truncations_by_shape"].items():
-        k, m = shape.split(",")
-        t, b = price(root, f"r = AdvInteger.TruncPr(a, {k}, {m}, 40)")
+        t, b = price(root, _body(shape))
         want_triples += n * t
         want_bits += n * b
     assert (triples, bits) == (want_triples, want_bits)
+
+
+# rounds per call measured with this compiler (../shared/notes/mpc-cost-facts.md), an oracle from outside
+MEASURED_ROUNDS = {("LTZ", 12): 5, ("LTZ", 16): 5, ("LTZ", 20): 6, ("LTZ", 22): 6, ("LTZ", 24): 6, ("LTZ", 28): 6,
+                   ("LTZ", 32): 6, ("LTZ", 36): 7, ("LTZ", 41): 7, ("LTZ", 43): 7, ("LTZ", 64): 7, ("LTZ", 82): 8,
+                   ("Trunc", 82, 24): 6, ("Trunc", 84, 26): 6, ("Trunc", 41, 12): 5, ("Trunc", 82, 12): 5,
+                   ("Trunc", 43, 2): 2, ("TruncPr", 82, 24): 1, ("TruncPr", 41, 12): 1}
+
+
+@pytest.mark.parametrize("call", sorted(MEASURED_ROUNDS, key=str), ids=str)
+def test_each_protocol_is_priced_as_the_compiler_counts_it(call, tmp_path):
+    """Triples and random bits per element from the compiler itself; rounds from the measured table."""
+    from mpc_export.ops.protocol import Comparison, Truncation
+
+    need_shared(COMPILER)
+    if call[0] == "LTZ":
+        step, body = Comparison("x", call[1], 1, 1), f"r = sint()\nAdvInteger.LTZ(r, a, {call[1]}, 40)"
+    else:
+        exact = call[0] == "Trunc"
+        step, body = Truncation("x", call[1], call[2], exact, 1, 1), _body(f"{call[1]},{call[2]},{'exact' if exact else 'p'}")
+    assert step.price(40) == price(str(tmp_path / "micro"), body)
+    assert step.rounds_per_call == MEASURED_ROUNDS[call]

@@ -7,14 +7,15 @@ import hashlib
 import json
 import os
 import re
+import shutil
 import subprocess
-import warnings
+from pathlib import Path
 
 import numpy as np
 import pytest
-import torch
 
 from conftest import SHARED, need_shared, run_cli
+from small_models import SmallAvg, SmallResidual, build_small
 
 COMPILER_DIR = SHARED / "tools" / "mamba-compiler"
 
@@ -30,82 +31,62 @@ def runtime():
     return proc.stdout.strip().splitlines()[-1]
 
 
-class SmallAvg(torch.nn.Module):
-    """conv + BN + ReLU + 2x2 average pool + linear on 8x8 inputs."""
-
-    def __init__(self):
-        super().__init__()
-        self.conv, self.bn, self.relu = torch.nn.Conv2d(3, 4, 3, padding=1), torch.nn.BatchNorm2d(4), torch.nn.ReLU()
-        self.pool, self.flat, self.fc = torch.nn.AvgPool2d(2), torch.nn.Flatten(), torch.nn.Linear(64, 3)
-
-    def forward(self, x):
-        return self.fc(self.flat(self.pool(self.relu(self.bn(self.conv(x))))))
-
-
-class SmallResidual(torch.nn.Module):
-    """conv + 2x2 max pool + BN + ReLU, a residual conv + BN + ReLU added back, global max pool, linear."""
-
-    def __init__(self):
-        super().__init__()
-        self.conv1, self.pool1, self.bn1, self.relu1 = torch.nn.Conv2d(3, 4, 3, padding=1, bias=False), torch.nn.MaxPool2d(2), torch.nn.BatchNorm2d(4), torch.nn.ReLU()
-        self.conv2, self.bn2, self.relu2 = torch.nn.Conv2d(4, 4, 3, padding=1, bias=False), torch.nn.BatchNorm2d(4), torch.nn.ReLU()
-        self.pool2, self.flat, self.fc = torch.nn.MaxPool2d(4), torch.nn.Flatten(), torch.nn.Linear(4, 3)
-
-    def forward(self, x):
-        x = self.relu1(self.bn1(self.pool1(self.conv1(x))))
-        x = x + self.relu2(self.bn2(self.conv2(x)))
-        return self.fc(self.flat(self.pool2(x)))
-
-
-def build_small(module_cls, tmp_path, capsys, seed=1, debug=False):
-    torch.manual_seed(seed)
-    model = module_cls()
-    with torch.no_grad():
-        for m in model.modules():
-            if isinstance(m, torch.nn.BatchNorm2d):
-                m.running_mean.uniform_(-0.2, 0.2)
-                m.running_var.uniform_(0.5, 2.0)
-                m.weight.uniform_(0.5, 1.5)
-    path = tmp_path / "small.onnx"
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        torch.onnx.export(model.eval(), torch.zeros(1, 3, 8, 8), str(path), dynamo=False)
-    images = []
-    for i in range(2):
-        images.append(tmp_path / f"img{i}.npy")
-        np.save(images[-1], np.random.default_rng(i).random((3, 8, 8)))
-    out = tmp_path / "out"
-    code, _, err = run_cli(["build", path, "--out", out, "--input", images[0], "--input", images[1], "--json"]
-                           + (["--debug"] if debug else []), capsys)
-    assert code == 0, err
-    return out
-
-
 def players_left(root_hint="mpc-export-run-"):
     proc = subprocess.run(["pgrep", "-f", root_hint], capture_output=True, text=True)
     return [p for p in proc.stdout.split() if p]
 
 
+def _logged_logits(out):
+    log = (out / "run-logs" / "P0.log").read_text()
+    return {(int(e), int(j)): int(v) for e, j, v in re.findall(r"LOGIT (\d+) (\d+) (-?\d+)", log)}
+
+
 @pytest.mark.parametrize("module_cls", [SmallAvg, SmallResidual], ids=["conv_avgpool_linear", "residual_maxpool"])
-def test_real_run_within_bound_of_reference(module_cls, runtime, tmp_path, capsys):
-    debug = module_cls is SmallResidual  # its program also prints every layer, checked layer by layer
+def test_real_run_in_exact_mode_equals_the_reference(module_cls, runtime, tmp_path, capsys):
+    """Exact truncation (the default): every logit equal to the reference; the residual model's program
+    also prints every layer (--debug), each equal too. Each player runs in its own root, and only player
+    0's holds the P0 files: players 1 and 2 complete the run without them."""
+    debug = module_cls is SmallResidual
     out = build_small(module_cls, tmp_path, capsys, debug=debug)
-    code, stdout, err = run_cli(["run", out, "--runtime", runtime, "--compiler", need_shared(COMPILER_DIR), "--timeout", "300"], capsys)
+    code, stdout, err = run_cli(["run", out, "--runtime", runtime, "--compiler", need_shared(COMPILER_DIR), "--timeout", "300",
+                                 "--keep"], capsys)
     assert code == 0, stdout + err
+    kept = Path(re.search(r"kept run roots: (\S+)", stdout).group(1))
+    try:
+        manifest = json.loads((out / "manifest.json").read_text())
+        data = manifest["data_folder"]
+        p0_files = {p.relative_to(out) for p in (out / data).rglob("*") if p.is_file()}
+        assert {p.relative_to(kept / "P0" / "Data") for p in (kept / "P0" / "Data" / data).rglob("*") if p.is_file()} == p0_files
+        for player in (1, 2):
+            assert not (kept / f"P{player}" / "Data" / data).exists()
+            assert not [p for p in (kept / f"P{player}").rglob("P0-*") if p.is_file()]
+            assert (out / "run-logs" / f"P{player}.log").stat().st_size > 0  # it ran (run fails on any exit but 0)
+    finally:
+        shutil.rmtree(kept, ignore_errors=True)
+    logged = _logged_logits(out)
+    assert len(logged) == 2 * 3
+    for execution in manifest["executions"]:
+        e = execution["index"]
+        assert [logged[(e, j)] for j in range(3)] == execution["logits"]
     if debug:
         layers = re.findall(r"layer (\S+): (\d+) values, max \|MPC - reference\| = (\d+) ulp, bound (\d+) ulp", stdout)
         assert len(layers) >= 4  # conv_layer_1, conv_layer_2, the add, the global max pool, the linear layer
-        assert all(int(err_) <= int(bound) for _, _, err_, bound in layers)
-    manifest = json.loads((out / "manifest.json").read_text())
-    log = (out / "run-logs" / "P0.log").read_text()
-    logged = {(int(e), int(j)): int(v) for e, j, v in re.findall(r"LOGIT (\d+) (\d+) (-?\d+)", log)}
-    assert len(logged) == 2 * 3
+        assert all(err_ == "0" and bound == "0" for _, _, err_, bound in layers)
+    assert not players_left()
+
+
+def test_real_run_in_probabilistic_mode_stays_within_its_bound(runtime, tmp_path, capsys):
+    out = build_small(SmallAvg, tmp_path, capsys, extra=["--truncation", "probabilistic"])
+    code, stdout, err = run_cli(["run", out, "--runtime", runtime, "--compiler", need_shared(COMPILER_DIR), "--timeout", "300"], capsys)
+    assert code == 0, stdout + err
     bound = int(re.search(r"bound (\d+) ulp; predicted", stdout).group(1))
+    assert bound > 0
+    manifest = json.loads((out / "manifest.json").read_text())
+    logged = _logged_logits(out)
     for execution in manifest["executions"]:
         e = execution["index"]
         mpc = [logged[(e, j)] for j in range(3)]
-        ref = execution["logits"]
-        assert max(abs(a - b) for a, b in zip(mpc, ref)) <= bound
+        assert max(abs(a - b) for a, b in zip(mpc, execution["logits"])) <= bound
         assert int(np.argmax(mpc)) == execution["predicted_class"]
     assert not players_left()
 

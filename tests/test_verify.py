@@ -129,15 +129,37 @@ def test_overflow_is_reported_not_wrapped(tmp_path, capsys):
     assert "overflow at linear_layer_2" in err
 
 
-def test_mpc_log_within_bound_and_outside(seed_dir, tmp_path, capsys):
+def test_mpc_log_of_an_exact_build_must_equal_the_reference(seed_dir, tmp_path, capsys):
+    """Exact truncation (the default): 0 ulp required; one logit off by one is named."""
     manifest = json.loads((seed_dir / "manifest.json").read_text())
+    assert manifest["protocol"] == {"truncation": "exact"}
+    logits = manifest["executions"][0]["logits"]
+    log = tmp_path / "run.log"
+    log.write_text("".join(f"noise\nLOGIT 0 {j} {v}\n" for j, v in enumerate(logits)))
+    code, out, err = run_cli(["verify", seed_dir, "--no-onnx", "--mpc-log", log], capsys)
+    assert code == 0, err
+    assert "max |MPC - reference| = 0 ulp, bound 0 ulp" in out
+    off = tmp_path / "off.log"
+    off.write_text("".join(f"LOGIT 0 {j} {v + (j == 7)}\n" for j, v in enumerate(logits)))
+    code, out, err = run_cli(["verify", seed_dir, "--no-onnx", "--mpc-log", off], capsys)
+    assert code == 1
+    assert f"execution 0, logit 7: MPC {logits[7] + 1}, reference {logits[7]}" in err
+
+
+def test_mpc_log_of_a_probabilistic_build_within_bound_and_outside(tmp_path, capsys):
+    from mpc_export.cli.build import BuildOptions, build
+    from mpc_export.fixedpoint import FixedSpec, Protocol
+
+    out_dir = tmp_path / "prob"
+    manifest = build(BuildOptions(model=SEED_MODEL, out=out_dir, fx=FixedSpec(protocol=Protocol("probabilistic"))))
+    assert manifest["protocol"] == {"truncation": "probabilistic"}
     logits = manifest["executions"][0]["logits"]
     log = tmp_path / "run.log"
     log.write_text("".join(f"noise\nLOGIT 0 {j} {v + (j % 2)}\n" for j, v in enumerate(logits)))
-    code, out, err = run_cli(["verify", seed_dir, "--no-onnx", "--mpc-log", log], capsys)
+    code, out, err = run_cli(["verify", out_dir, "--no-onnx", "--mpc-log", log, "--simulate-mpc", "2"], capsys)
     assert code == 0, err
-    assert "MPC log" in out
+    assert "MPC log" in out and "simulated MPC" in out
     bad = tmp_path / "bad.log"
     bad.write_text("".join(f"LOGIT 0 {j} {v * 2 + 10**15}\n" for j, v in enumerate(logits)))
-    code, out, err = run_cli(["verify", seed_dir, "--no-onnx", "--mpc-log", bad], capsys)
+    code, out, err = run_cli(["verify", out_dir, "--no-onnx", "--mpc-log", bad], capsys)
     assert code == 1

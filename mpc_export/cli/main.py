@@ -114,6 +114,7 @@ def _summary(m: dict) -> dict:
         "files": len(files) + 1,
         "bytes": sum(f["bytes"] for f in files),
         "cost": m["cost"]["totals"],
+        "protocol": m["protocol"],
         "build_seconds": m["build_seconds"],
         "program": m["program"]["path"],
     }
@@ -147,8 +148,9 @@ def _print_summary(s: dict) -> None:
     for e in s["executions"]:
         console.print(f"execution {e['index']}: channel {e['channel']} <- {e['source']}; reference predicts class {e['predicted_class']}")
     c = s["cost"]
-    console.print(f"program {s['program']}: {c['multiplications']:,} secret multiplications, {c['truncations']:,} truncations, "
-                  f"{c['comparisons']:,} comparisons")
+    console.print(f"program {s['program']}: {s['protocol']['truncation']} truncation; {c['multiplications']:,} secret "
+                  f"multiplications, {c['truncations']:,} truncations, {c['comparisons']:,} comparisons; needs "
+                  f"{c['triples']:,} triples, {c['bits']:,} random bits, {c['rounds']:,} rounds")
     console.print(f"wrote {s['files']} files, {s['bytes']:,} bytes to {s['out']} in {s['build_seconds']} s")
 
 
@@ -191,7 +193,10 @@ def verify(
         if not report["agreement_ok"]:
             raise VerificationFailed(f"verification failed: argmax agreement {report['agreement'] * 100:.2f} % is below "
                                      f"--min-agreement {report['min_agreement'] * 100:.2f} %")
-        raise VerificationFailed("verification failed: the MPC log deviates from the reference beyond the bound")
+        m = report.get("mpc", {})
+        what = "differs from the reference (exact truncation: they must be equal)" if report.get("truncation") == "exact" \
+            else "deviates from the reference beyond the bound"
+        raise VerificationFailed(f"verification failed: the MPC log {what}; first at {m.get('first_difference')}")
 
 
 @app.command()
@@ -216,6 +221,10 @@ def run(
     m = report["mpc"]
     console.print(f"MPC run: {result.wall_s:.1f} s for the players (compile {result.compile_s:.1f} s), peak "
                   f"{', '.join(f'{p} MB' for p in result.peak_mb)}; log {result.log_path}")
+    console.print("party isolation: " + ", ".join(f"player {p}'s run root held {n} file(s) of the build's data folder"
+                                                   for p, n in enumerate(result.data_files_per_player)))
+    if result.root is not None:
+        console.print(f"kept run roots: {result.root}")
     reference = report["fixed_logits"]
     table = Table(title="logits: MPC vs reference (raw integers, units of 2^-F)")
     for col in ("execution", "class", "MPC", "reference", "|diff|"):
@@ -229,10 +238,13 @@ def run(
     for layer in m.get("layers", []):
         console.print(f"layer {layer['name']}: {layer['values']} values, max |MPC - reference| = {layer['max_ulp_err']} ulp, "
                       f"bound {layer['bound_ulp']} ulp")
-    console.print(f"max |MPC - reference| = {m['max_ulp_err']} ulp, bound {m['bound_ulp']} ulp; predicted class "
-                  f"{'matches' if same_class else 'DIFFERS'}")
+    exact = report.get("truncation") == "exact"
+    console.print(f"max |MPC - reference| = {m['max_ulp_err']} ulp, bound {m['bound_ulp']} ulp"
+                  f"{' (exact truncation: equal required)' if exact else ''}; predicted class {'matches' if same_class else 'DIFFERS'}")
     if not (m["ok"] and same_class):
-        raise VerificationFailed("the MPC run deviates from the reference beyond the derived bound or changes a prediction")
+        exact = report.get("truncation") == "exact"
+        raise VerificationFailed(f"the MPC run {'differs from the reference (exact truncation: they must be equal)' if exact else 'deviates from the reference beyond the derived bound'}"
+                                 f"{' or changes a prediction' if not same_class else ''}; first at {m.get('first_difference')}")
 
 
 @app.command()
@@ -271,7 +283,8 @@ def cost(
 
 
 def _print_report(r: dict) -> None:
-    table = Table(title=f"per-layer check, {r['images']} image(s), units of 2^-{r['frac_bits']} (ulp)")
+    table = Table(title=f"per-layer check, {r['images']} image(s), units of 2^-{r['frac_bits']} (ulp); "
+                        f"{r.get('truncation', '?')} truncation")
     simulated = "simulated_mpc_ulp" in r["layers"][0]
     for col in ("layer", "torch module", "max |ref - torch|", "mean", "tolerance", "max |ref - onnx|", "MPC bound",
                 *(["simulated MPC"] if simulated else []), "ok"):
@@ -309,7 +322,10 @@ def _plot(report: dict, path: Path) -> None:
     fig, ax = plt.subplots(figsize=(9, 4))
     ax.semilogy(xs, [max(r["max_ulp_err"], 1e-2) for r in rows], "o-", label="max |reference - torch| (ulp)")
     ax.semilogy(xs, [r["tolerance_ulp"] for r in rows], "s--", label="derived tolerance (ulp)")
-    ax.semilogy(xs, [max(r["bound_ulp"], 1e-2) for r in rows], "^:", label="bound |MPC - reference| (ulp)")
+    if report.get("truncation") == "exact":  # the bound is 0: drawn on the floor, and said so
+        ax.semilogy(xs, [1e-2] * len(rows), "^:", label="|MPC - reference| = 0 (exact truncation; drawn at 1e-2)")
+    else:
+        ax.semilogy(xs, [max(r["bound_ulp"], 1e-2) for r in rows], "^:", label="bound |MPC - reference| (ulp; 0 drawn at 1e-2)")
     ax.set_xticks(list(xs), names, rotation=30, ha="right")
     ax.set_ylabel(f"units of 2^-{report['frac_bits']}")
     ax.set_title(f"mpc-export verify: {report['images']} image(s)")

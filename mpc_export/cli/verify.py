@@ -103,6 +103,11 @@ def _batches_from_dataset(path: Path, limit: int | None, batch: int):
         yield xb, y[start:stop].astype(np.int64), n
 
 
+def _simulation_runs(opts, fx) -> int:
+    """Simulated probabilistic runs: none for an exact build (the secure run equals the reference)."""
+    return 0 if fx.protocol.exact else opts.simulate_mpc
+
+
 def simulate_mpc(graph, fx, x_int, fixed: dict, runs: int, seed: int = 0) -> dict[str, int]:
     """Largest |simulated MPC - reference| per layer (units of 2^-F) over ``runs`` runs of the reference in
     which every truncation rounds up with probability equal to the dropped fraction, as TruncPr does:
@@ -185,11 +190,12 @@ def verify(opts: VerifyOptions, progress=None) -> dict:
                       worst_logit_err=float(np.abs(ref_logits - flt_logits).max()),
                       predictions=[{"fixed": int(a), "float": int(b)} for a, b in zip(np.argmax(ref_logits, 1), np.argmax(flt_logits, 1))])
         report["fixed_logits"] = {e["index"]: [int(v) for v in fixed[out_name][i]] for i, e in enumerate(executions)}
-        simulated = simulate_mpc(graph, fx, x_int, fixed, opts.simulate_mpc)
+        simulated = simulate_mpc(graph, fx, x_int, fixed, runs) if (runs := _simulation_runs(opts, fx)) else {}
 
     report["overflow"] = _check_overflow(graph, fx, trace)
     rows = table.rows()
-    if not opts.dataset and opts.simulate_mpc:
+    report["truncation"] = fx.protocol.truncation
+    if not opts.dataset and _simulation_runs(opts, fx):
         for row in rows:
             row["simulated_mpc_ulp"] = simulated[row["name"]]
         report["simulated_runs"] = opts.simulate_mpc
@@ -200,6 +206,9 @@ def verify(opts: VerifyOptions, progress=None) -> dict:
         if not opts.dataset:
             report["mpc"]["layers"] = _compare_debug_layers(opts.mpc_log, graph, fixed, executions, rows)
             report["mpc"]["ok"] = report["mpc"]["ok"] and all(l["ok"] for l in report["mpc"]["layers"])
+            # the earliest layer that differs says where a run went wrong; the logits follow from it
+            first_layer = next((l["first_difference"] for l in report["mpc"]["layers"] if l["first_difference"]), None)
+            report["mpc"]["first_difference"] = first_layer or report["mpc"]["first_difference"]
     report["min_agreement"] = opts.min_agreement
     report["agreement_ok"] = report["agreement"] >= opts.min_agreement
     report["ok"] = all(r["ok"] for r in rows) and report.get("mpc", {}).get("ok", True) and report["agreement_ok"]
@@ -216,31 +225,40 @@ def _compare_debug_layers(path: Path, graph, fixed: dict, executions: list, rows
     out = []
     for node in graph.nodes[1:]:
         ident = _re.sub(r"\W", "_", node.name).upper()
-        worst, count = 0, 0
+        worst, count, first = 0, 0, None
         for i, e in enumerate(executions):
             values = logged.get((e["index"], ident))
             if not values:
                 continue
             dense = node.attrs.get("out_layout") == "dense"  # printed as one row of values
             ref = fixed[node.name][i].reshape((1, 1, -1) if dense else node.shape)
-            for (c, y, x), v in values.items():
-                worst = max(worst, abs(v - int(ref[c, y, x])))
+            for (c, y, x), v in sorted(values.items()):
+                diff = abs(v - int(ref[c, y, x]))
+                if diff > bounds[node.name] and first is None:
+                    where = f"element {x}" if dense else f"element (c={c}, y={y}, x={x})"
+                    first = f"execution {e['index']}, layer {node.name}, {where}: MPC {v}, reference {int(ref[c, y, x])}"
+                worst = max(worst, diff)
                 count += 1
         if count:
             out.append({"name": node.name, "values": count, "max_ulp_err": worst, "bound_ulp": bounds[node.name],
-                        "ok": worst <= bounds[node.name]})
+                        "ok": worst <= bounds[node.name], "first_difference": first})
     return out
 
 
 def _compare_mpc_log(path: Path, fixed_logits: dict, bound: int) -> dict:
+    """The logits a real run printed against the reference: equal (bound 0) for an exact build, within the
+    bound for a probabilistic one; the first logit beyond it is named."""
     logged = parse_mpc_log(path)
-    worst = 0
-    for execution, values in logged.items():
+    worst, first = 0, None
+    for execution, values in sorted(logged.items()):
         if execution not in fixed_logits:
             raise VerificationFailed(f"{path}: execution {execution} is not one of this build's executions")
         ref = fixed_logits[execution]
         if sorted(values) != list(range(len(ref))):
             raise VerificationFailed(f"{path}: execution {execution} printed logits {sorted(values)}, expected 0..{len(ref) - 1}")
-        for j, v in values.items():
+        for j, v in sorted(values.items()):
+            if abs(v - ref[j]) > bound and first is None:
+                first = f"execution {execution}, logit {j}: MPC {v}, reference {ref[j]}"
             worst = max(worst, abs(v - ref[j]))
-    return {"executions": sorted(logged), "max_ulp_err": worst, "bound_ulp": bound, "ok": worst <= bound}
+    return {"executions": sorted(logged), "max_ulp_err": worst, "bound_ulp": bound, "ok": worst <= bound,
+            "first_difference": first}

@@ -1,11 +1,13 @@
 """`mpc-export run`: execute a build in an operator's FANNG-MPC installation, 3 players on 127.0.0.1.
 
-Steps: check the build's integrity (nothing starts on a tampered file), make a fresh run root (links to
-the runtime's PlayerBinary.x, Circuits, Cert-Store; a copy of its Data/ set-up plus the build's data
-folder), compile the program to bytecode with the MAMBA compiler, start the players with the IO
-answers on their stdin, enforce the timeout, stop only the processes started here, delete the memory
-dumps, keep the logs, and compare the logits the program prints with the reference within the bound
-of the probabilistic truncations. Each player holds ~3.8 GB: runs are serialised by a lock file.
+Steps: check the build's integrity (nothing starts on a tampered file), compile the program to bytecode
+with the MAMBA compiler, make one run root per player as on three hosts (links to the runtime's
+PlayerBinary.x, Circuits, Cert-Store; a copy of its Data/ set-up; the compiled program), of which only
+player 0's holds the build's data folder (the P0 files: FANNG's IO filesystem opens a channel's file on
+every player, but only the inputting player 0 reads it), start the players with the IO answers on their
+stdin, enforce the timeout, stop only the processes started here, delete the memory dumps, keep the
+logs, and compare the logits the program prints with the reference (equal for exact truncation, within
+the bound for probabilistic). Each player holds ~3.8 GB or more: runs are serialised by a lock file.
 """
 
 from __future__ import annotations
@@ -72,6 +74,8 @@ class RunResult:
     logits: dict[int, dict[int, int]]
     log_path: Path | None
     peak_mb: list[int]
+    data_files_per_player: list[int]  # files of the build's data folder in each player's run root
+    root: Path | None = None  # the run roots' parent, when kept
 
 
 def find_runtime(runtime: Path) -> tuple[Path, Path]:
@@ -154,16 +158,34 @@ def _tail(path: Path, lines: int = 15) -> str:
         return "(no log)"
 
 
-def prepare_root(directory: Path, manifest: dict, runtime: Path, data_setup: Path) -> Path:
+def stage_compile_root(directory: Path, manifest: dict, data_setup: Path) -> Path:
+    """A scratch root holding only the program and the runtime's set-up (the compiler reads the prime
+    there), where the program is compiled to bytecode once for all players."""
     root = Path(tempfile.mkdtemp(prefix="mpc-export-run-"))
-    for name in ("PlayerBinary.x", "Circuits", "Cert-Store"):
-        (root / name).symlink_to(runtime / name)
-    shutil.copytree(data_setup, root / "Data", ignore=shutil.ignore_patterns("Memory-P*"))
-    shutil.copytree(directory / manifest["data_folder"], root / "Data" / manifest["data_folder"])
     name = manifest["program"]["name"]
-    (root / "Programs" / name).mkdir(parents=True)
-    shutil.copy(directory / manifest["program"]["path"], root / "Programs" / name / f"{name}.mpc")
+    shutil.copytree(data_setup, root / "compile" / "Data", ignore=shutil.ignore_patterns("Memory-P*"))
+    (root / "compile" / "Programs" / name).mkdir(parents=True)
+    shutil.copy(directory / manifest["program"]["path"], root / "compile" / "Programs" / name / f"{name}.mpc")
     return root
+
+
+def player_root(root: Path, player: int, directory: Path, manifest: dict, runtime: Path, data_setup: Path) -> Path:
+    """Player p's own run root, as on its own host: the runtime's set-up and the compiled program; the
+    build's data folder (the P0 files) only for player 0."""
+    mine = root / f"P{player}"
+    mine.mkdir()
+    for name in ("PlayerBinary.x", "Circuits", "Cert-Store"):
+        (mine / name).symlink_to(runtime / name)
+    shutil.copytree(data_setup, mine / "Data", ignore=shutil.ignore_patterns("Memory-P*"))
+    if player == 0:
+        shutil.copytree(directory / manifest["data_folder"], mine / "Data" / manifest["data_folder"])
+    shutil.copytree(root / "compile" / "Programs", mine / "Programs")
+    return mine
+
+
+def data_files(root: Path, manifest: dict) -> int:
+    folder = root / "Data" / manifest["data_folder"]
+    return sum(1 for p in folder.rglob("*") if p.is_file()) if folder.exists() else 0
 
 
 def compile_bytecode(root: Path, name: str, compiler: Path) -> float:
@@ -178,7 +200,8 @@ def compile_bytecode(root: Path, name: str, compiler: Path) -> float:
     return time.perf_counter() - started
 
 
-def start_players(root: Path, name: str, answers: Path, timeout: float) -> tuple[list[int], float, list[int], list[Path]]:
+def start_players(roots: list[Path], name: str, answers: Path, timeout: float) -> tuple[list[int], float, list[int], list[Path]]:
+    """Start player p in roots[p] with the IO answers on its stdin; wait, stop on failure or timeout."""
     port = _free_port_base()
     procs, logs, inputs, peaks = [], [], [], [0] * PARTIES
     started = time.perf_counter()
@@ -186,6 +209,7 @@ def start_players(root: Path, name: str, answers: Path, timeout: float) -> tuple
     timed_out = False
     try:
         for player in range(PARTIES):
+            root = roots[player]
             logs.append(root / f"P{player}.log")
             inputs.append(open(answers, "rb"))
             with open(logs[-1], "wb") as out:
@@ -241,24 +265,30 @@ def run(opts: RunOptions, progress=print) -> RunResult:
             fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except OSError:
             raise UserError("another mpc-export run is in progress (each needs ~11.5 GB); wait for it to finish") from None
-        root = prepare_root(opts.directory, manifest, runtime, data_setup)
+        root = stage_compile_root(opts.directory, manifest, data_setup)
         try:
             progress(f"compiling {name} to bytecode")
-            compile_s = compile_bytecode(root, name, compiler)
-            progress(f"running {PARTIES} players on 127.0.0.1 (~3.8 GB each)")
+            compile_s = compile_bytecode(root / "compile", name, compiler)
+            roots = [player_root(root, p, opts.directory, manifest, runtime, data_setup) for p in range(PARTIES)]
+            held = [data_files(r, manifest) for r in roots]
+            progress(f"running {PARTIES} players on 127.0.0.1, each in its own run root; the P0 files "
+                     f"({held[0]}) are in player 0's only")
             try:
-                _, wall, peaks, logs = start_players(root, name, opts.directory / "io_answers.txt", opts.timeout)
+                _, wall, peaks, logs = start_players(roots, name, opts.directory / "io_answers.txt", opts.timeout)
             finally:
-                for dump in (root / "Data").glob("Memory-P*"):
-                    dump.unlink()
+                for r in roots:
+                    for dump in (r / "Data").glob("Memory-P*"):
+                        dump.unlink()
                 saved = opts.log or (opts.directory / "run-logs" / "P0.log")
                 saved.parent.mkdir(parents=True, exist_ok=True)
-                for path in sorted(root.glob("P*.log")):
-                    shutil.copy(path, saved if path.name == "P0.log" else saved.parent / path.name)
+                for p, r in enumerate(roots):
+                    log = r / f"P{p}.log"
+                    if log.exists():
+                        shutil.copy(log, saved if p == 0 else saved.parent / log.name)
             logits = parse_mpc_log(saved)
             if opts.execution is not None:
                 logits = {k: v for k, v in logits.items() if k == opts.execution}
-            return RunResult(True, wall, compile_s, logits, saved, peaks)
+            return RunResult(True, wall, compile_s, logits, saved, peaks, held, root if opts.keep else None)
         finally:
             if not opts.keep:
                 shutil.rmtree(root, ignore_errors=True)

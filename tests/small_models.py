@@ -1,0 +1,81 @@
+"""Small CNNs made in the tests (8x8 inputs, a few channels), exported to ONNX and built: every op and
+variant the program has, cheap enough for a plaintext execution or a real 3-party run."""
+
+import warnings
+
+import numpy as np
+import torch
+
+from conftest import run_cli
+
+
+class SmallAvg(torch.nn.Module):
+    """conv + BN + ReLU + 2x2 average pool + linear on 8x8 inputs."""
+
+    def __init__(self):
+        super().__init__()
+        self.conv, self.bn, self.relu = torch.nn.Conv2d(3, 4, 3, padding=1), torch.nn.BatchNorm2d(4), torch.nn.ReLU()
+        self.pool, self.flat, self.fc = torch.nn.AvgPool2d(2), torch.nn.Flatten(), torch.nn.Linear(64, 3)
+
+    def forward(self, x):
+        return self.fc(self.flat(self.pool(self.relu(self.bn(self.conv(x))))))
+
+
+class SmallResidual(torch.nn.Module):
+    """conv + 2x2 max pool + BN + ReLU, a residual conv + BN + ReLU added back, global max pool, linear."""
+
+    def __init__(self):
+        super().__init__()
+        self.conv1, self.pool1, self.bn1, self.relu1 = torch.nn.Conv2d(3, 4, 3, padding=1, bias=False), torch.nn.MaxPool2d(2), torch.nn.BatchNorm2d(4), torch.nn.ReLU()
+        self.conv2, self.bn2, self.relu2 = torch.nn.Conv2d(4, 4, 3, padding=1, bias=False), torch.nn.BatchNorm2d(4), torch.nn.ReLU()
+        self.pool2, self.flat, self.fc = torch.nn.MaxPool2d(4), torch.nn.Flatten(), torch.nn.Linear(4, 3)
+
+    def forward(self, x):
+        x = self.relu1(self.bn1(self.pool1(self.conv1(x))))
+        x = x + self.relu2(self.bn2(self.conv2(x)))
+        return self.fc(self.flat(self.pool2(x)))
+
+
+class SmallStrided(torch.nn.Module):
+    """conv stride 2 + ReLU (no BN), 1x1 conv + BN (no ReLU), global average pool over 3x3 (a rounded
+    reciprocal), linear + ReLU, linear: on 6x6 inputs."""
+
+    input_size = 6
+
+    def __init__(self):
+        super().__init__()
+        self.conv1, self.relu1 = torch.nn.Conv2d(3, 4, 3, stride=2, padding=1), torch.nn.ReLU()
+        self.conv2, self.bn2 = torch.nn.Conv2d(4, 5, 1), torch.nn.BatchNorm2d(5)
+        self.pool, self.flat = torch.nn.AdaptiveAvgPool2d(1), torch.nn.Flatten()
+        self.fc1, self.relu2, self.fc2 = torch.nn.Linear(5, 6), torch.nn.ReLU(), torch.nn.Linear(6, 3)
+
+    def forward(self, x):
+        x = self.bn2(self.conv2(self.relu1(self.conv1(x))))
+        return self.fc2(self.relu2(self.fc1(self.flat(self.pool(x)))))
+
+
+def build_small(module_cls, tmp_path, capsys, seed=1, debug=False, extra=()):
+    torch.manual_seed(seed)
+    model = module_cls()
+    with torch.no_grad():
+        for m in model.modules():
+            if isinstance(m, torch.nn.BatchNorm2d):
+                m.running_mean.uniform_(-0.2, 0.2)
+                m.running_var.uniform_(0.5, 2.0)
+                m.weight.uniform_(0.5, 1.5)
+    path = tmp_path / "small.onnx"
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        size = getattr(module_cls, "input_size", 8)
+        torch.onnx.export(model.eval(), torch.zeros(1, 3, size, size), str(path), dynamo=False)
+    images = []
+    for i in range(2):
+        images.append(tmp_path / f"img{i}.npy")
+        np.save(images[-1], np.random.default_rng(i).random((3, size, size)))
+    out = tmp_path / "out"
+    code, _, err = run_cli(["build", path, "--out", out, "--input", images[0], "--input", images[1], "--json"]
+                           + (["--debug"] if debug else []) + list(extra), capsys)
+    assert code == 0, err
+    return out
+
+

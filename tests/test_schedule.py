@@ -1,0 +1,113 @@
+"""The rendered program against the declared schedule, in seconds and without the runtime.
+
+Each small model's program (every op and variant: strided, pooled before and after, without BN or
+ReLU, residual add, global max and average pools, dense chains) is executed by a plaintext MAMBA
+interpreter (tests/mamba_plaintext.py, written from the MAMBA semantics, not from mpc_export). The
+protocol calls it makes (truncations by bit length and shift, comparisons by bit length, secret
+products) must be exactly what the ops declared (the cost report is their sum); every protocol input
+must be inside its declared range; and in exact mode every printed layer and logit must equal the
+reference. A mutated program (a truncation shifted by one bit less, as a template edit would do) fails.
+"""
+
+import json
+import re
+from collections import Counter
+
+import pytest
+
+from mamba_plaintext import run_program
+from runtime_rules import runtime_parse
+from small_models import SmallAvg, SmallResidual, SmallStrided, build_small
+
+MODELS = [SmallAvg, SmallResidual, SmallStrided]
+
+
+def _program(out, manifest):
+    name = manifest["program"]["name"]
+    return out / "program" / name / f"{name}.mpc"
+
+
+def _execute(out, program=None, seed=0):
+    manifest = json.loads((out / "manifest.json").read_text())
+    program = program or _program(out, manifest)
+    machine = run_program(program, out, out / "io_answers.txt",  # answers are relative to Data/, the build root here
+                          manifest["fixed_point"]["reading_precision"], seed)
+    return manifest, machine
+
+
+def _declared(manifest) -> tuple[Counter, int]:
+    """What the ops declared, per execution, as the interpreter counts it: elements per (protocol, bit
+    length, shift), and secret products."""
+    totals = manifest["cost"]["totals"]
+    counts = Counter()
+    for shape, n in totals["truncations_by_shape"].items():
+        k, m, mode = shape.split(",")
+        counts[("Trunc" if mode == "exact" else "TruncPr", int(k), int(m))] += n
+    for k, n in totals["comparisons_by_bits"].items():
+        counts[("LTZ", int(k), None)] += n
+    return counts, totals["multiplications"]
+
+
+def _printed(machine, kind):
+    """LOGIT/DEBUG lines as {(execution, label..., index...): value}."""
+    found = {}
+    for line in machine.printed:
+        parts = line.split()
+        if parts[0] == kind:
+            found[tuple(parts[1:-1])] = int(parts[-1])
+    return found
+
+
+@pytest.mark.parametrize("module_cls", MODELS, ids=lambda c: c.__name__)
+def test_program_executes_the_declared_schedule_and_equals_the_reference(module_cls, tmp_path, capsys):
+    out = build_small(module_cls, tmp_path, capsys, debug=True)
+    manifest, machine = _execute(out)
+    executions = len(manifest["executions"])
+    counts, products = _declared(manifest)
+    assert machine.call_counts() == Counter({key: n * executions for key, n in counts.items()})
+    assert machine.products == products * executions
+    assert not machine.range_violations
+    # exact truncation: every logit and every printed layer equals the reference bit for bit
+    logits = _printed(machine, "LOGIT")
+    for e in manifest["executions"]:
+        assert [logits[(str(e["index"]), str(j))] for j in range(len(e["logits"]))] == e["logits"]
+    debug = _printed(machine, "DEBUG")
+    expected = {f["tensor"]: f for f in manifest["files"] if f["role"] == "expected_output" and f["execution"] == 0}
+    checked = 0
+    for layer in manifest["layers"][1:]:
+        ident = re.sub(r"\W", "_", layer["name"]).upper()
+        values = sorted((tuple(int(v) for v in key[2:]), value) for key, value in debug.items() if key[:2] == ("0", ident))
+        written = runtime_parse((out / expected[layer["name"]]["path"]).read_text())
+        assert [v for _, v in values] == written, layer["name"]
+        checked += 1
+    assert checked == len(manifest["layers"]) - 1
+
+
+def test_probabilistic_build_declares_and_calls_truncpr_within_the_bound(tmp_path, capsys):
+    out = build_small(SmallAvg, tmp_path, capsys, extra=["--truncation", "probabilistic"])
+    manifest, machine = _execute(out, seed=3)
+    assert manifest["protocol"] == {"truncation": "probabilistic"}
+    counts, products = _declared(manifest)
+    assert {key[0] for key in counts} == {"TruncPr", "LTZ"}
+    assert machine.call_counts() == Counter({key: 2 * n for key, n in counts.items()})
+    logits = _printed(machine, "LOGIT")
+    for e in manifest["executions"]:
+        diff = max(abs(logits[(str(e["index"]), str(j))] - v) for j, v in enumerate(e["logits"]))
+        assert diff <= 10  # conv: 1 + pool 1, then the linear layer amplifies by sum|w| / 2^F < 4, + 1
+
+
+def test_a_shift_mutation_in_the_program_is_caught(tmp_path, capsys):
+    """The reviewer's mutation: a truncation by one bit less than declared doubles every conv output."""
+    out = build_small(SmallAvg, tmp_path, capsys)
+    manifest = json.loads((out / "manifest.json").read_text())
+    text = _program(out, manifest).read_text()
+    mutated = text.replace("value = truncate(value, truncation)",
+                           "value = truncate(value, (truncation[0], truncation[1] - 1, truncation[2]))")
+    assert mutated != text
+    path = tmp_path / "mutated.mpc"
+    path.write_text(mutated)
+    _, machine = _execute(out, program=path)
+    counts, _ = _declared(manifest)
+    assert machine.call_counts() != Counter({key: 2 * n for key, n in counts.items()})
+    logits = _printed(machine, "LOGIT")
+    assert any(logits[("0", str(j))] != v for j, v in enumerate(manifest["executions"][0]["logits"]))
