@@ -52,15 +52,16 @@ def _body(shape: str) -> str:
     return f"r = AdvInteger.TruncPr(a, {k}, {m}, 40)"
 
 
-@pytest.mark.parametrize("model,truncation", [("pruned_resnet", "exact"), ("pruned_resnet", "probabilistic"),
-                                              ("resnet20", "exact"), ("custresnet", "exact")])
-def test_compiler_requirements_match_the_cost_report(model, truncation, tmp_path):
+@pytest.mark.parametrize("model,truncation,convolution", [
+    ("pruned_resnet", "exact", "winograd"), ("pruned_resnet", "probabilistic", "direct"),
+    ("resnet20", "exact", "winograd"), ("custresnet", "exact", "winograd")])
+def test_compiler_requirements_match_the_cost_report(model, truncation, convolution, tmp_path):
     from mpc_export.cli.build import BuildOptions, build
     from mpc_export.fixedpoint import FixedSpec, Protocol
 
     need_shared(COMPILER)
     path = SEED_MODEL if model == "pruned_resnet" else need_shared(SHARED / "fixtures" / f"{model}_cifar10.pth")
-    manifest = build(BuildOptions(model=path, out=tmp_path / "out", fx=FixedSpec(protocol=Protocol(truncation))))
+    manifest = build(BuildOptions(model=path, out=tmp_path / "out", fx=FixedSpec(protocol=Protocol(truncation, convolution))))
     program = tmp_path / "out" / "program" / manifest["program"]["name"]
     triples, bits = requires(program)
     totals = manifest["cost"]["totals"]

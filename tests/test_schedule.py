@@ -58,9 +58,10 @@ def _printed(machine, kind):
     return found
 
 
+@pytest.mark.parametrize("convolution", ["winograd", "direct"])
 @pytest.mark.parametrize("module_cls", MODELS, ids=lambda c: c.__name__)
-def test_program_executes_the_declared_schedule_and_equals_the_reference(module_cls, tmp_path, capsys):
-    out = build_small(module_cls, tmp_path, capsys, debug=True)
+def test_program_executes_the_declared_schedule_and_equals_the_reference(module_cls, convolution, tmp_path, capsys):
+    out = build_small(module_cls, tmp_path, capsys, debug=True, extra=["--convolution", convolution])
     manifest, machine = _execute(out)
     executions = len(manifest["executions"])
     counts, products = _declared(manifest)
@@ -86,7 +87,7 @@ def test_program_executes_the_declared_schedule_and_equals_the_reference(module_
 def test_probabilistic_build_declares_and_calls_truncpr_within_the_bound(tmp_path, capsys):
     out = build_small(SmallAvg, tmp_path, capsys, extra=["--truncation", "probabilistic"])
     manifest, machine = _execute(out, seed=3)
-    assert manifest["protocol"] == {"truncation": "probabilistic"}
+    assert manifest["protocol"]["truncation"] == "probabilistic"
     counts, products = _declared(manifest)
     assert {key[0] for key in counts} == {"TruncPr", "LTZ"}
     assert machine.call_counts() == Counter({key: 2 * n for key, n in counts.items()})

@@ -114,27 +114,42 @@ class ConvBlock(Op):
         return y.astype(np.int64) if y.dtype == object and max_abs(y) < 2**62 else y
 
     @classmethod
+    def winograd(cls, node, fx) -> bool:
+        """F(2x2, 3x3) applies to a 3x3, stride-1, pad-1 convolution whose output map has even sides."""
+        c, h, w = node.in_shapes[0]
+        return (fx.protocol.convolution == "winograd" and node.params["weight"].shape[2] == 3
+                and node.attrs.get("stride", 1) == 1 and h % 2 == 0 and w % 2 == 0)
+
+    @classmethod
     def schedule(cls, node, fx):
-        """One output channel per run-time iteration (see the template): per (output, input) channel pair
-        one round of kernel-size vectorised products on the H x (W+2) grid of the padded plane (a stride-2
-        conv is computed at stride 1 and subsampled); per output channel three pairwise maxima (2x2 max
-        pool), the product by new_gamma, one truncation, the ReLU and the average pool's truncation."""
+        """One output channel per run-time iteration (see the template), on dense grids (no padding
+        columns): per (output, input) channel pair one round of vectorised products, either a tap per
+        kernel element on the (strided) output grid, or Winograd's 16 per 2x2 output tile; per output
+        channel three pairwise maxima (2x2 max pool), the product by new_gamma, one truncation, the ReLU and
+        the average pool's truncation. A Winograd program holds 4x the accumulator and scaled values
+        (scale_bits 2): its truncation and comparisons get 2 more bits, and the shift 2 more."""
         o, i, kh, kw = node.params["weight"].shape
         a, k, f = node.attrs, fx.total_bits, fx.frac_bits
         exact = fx.protocol.exact
-        conv_grid, value_grid, out_grid, _ = cls.grids(node)
-        steps = [Products("convolution taps", o * i, kh * kw * conv_grid)]
-        if a.get("pre_pool"):  # max(max(max(t0, t1), t2), t3): three comparisons in sequence
-            steps += [Comparison("accumulator", 2 * k, 3 * o, value_grid, operand="difference"),
-                      Products("max pool selection", 3 * o, value_grid)]
-        if a.get("affine", True):
-            steps += [Products("x new_gamma", o, value_grid), Truncation("scaled", 2 * k, 2 * f, exact, o, value_grid)]
+        g = cls.grids(node)
+        winograd = cls.winograd(node, fx)
+        extra = 2 if winograd else 0
+        if winograd:
+            steps = [Products("Winograd products", o * i, 16 * g["conv_grid"] // 4)]
         else:
-            steps.append(Truncation("accumulator", 2 * k, f, exact, o, value_grid))
+            steps = [Products("convolution taps", o * i, kh * kw * g["conv_grid"])]
+        if a.get("pre_pool"):  # max(max(max(t0, t1), t2), t3): three comparisons in sequence
+            steps += [Comparison("accumulator", 2 * k + extra, 3 * o, g["value_grid"], operand="difference", scale_bits=extra),
+                      Products("max pool selection", 3 * o, g["value_grid"])]
+        if a.get("affine", True):
+            steps += [Products("x new_gamma", o, g["value_grid"]),
+                      Truncation("scaled", 2 * k + extra, 2 * f + extra, exact, o, g["value_grid"], scale_bits=extra)]
+        else:
+            steps.append(Truncation("accumulator", 2 * k + extra, f + extra, exact, o, g["value_grid"], scale_bits=extra))
         if a.get("relu", True):
-            steps += [Comparison("truncated", k, o, value_grid), Products("ReLU selection", o, value_grid)]
+            steps += [Comparison("truncated", k, o, g["value_grid"]), Products("ReLU selection", o, g["value_grid"])]
         if a.get("post_pool"):
-            steps.append(Truncation("pool_sum", k + 2, 2, exact, o, out_grid))
+            steps.append(Truncation("pool_sum", k + 2, 2, exact, o, g["out_grid"]))
         return Schedule(steps, stored=[Stage("accumulator", 2 * k - 1), Stage("truncated", fx.value_limit_bits)])
 
     @classmethod
@@ -190,31 +205,48 @@ class ConvBlock(Op):
         return err + step if node.attrs.get("post_pool") else err
 
     @classmethod
-    def grids(cls, node):
-        """Vector lengths the program works on: conv grid, grid after stride/max-pool, output grid."""
+    def grids(cls, node) -> dict:
+        """The dense grids the program works on (row-major, no padding columns): the convolution's output
+        (conv_*), after the 2x2 max pool (value_*), after the 2x2 average pool (out_*)."""
         c, h, w = node.in_shapes[0]
         a = node.attrs
-        conv_grid = h * (w + 2)
-        resampled = a.get("stride", 1) == 2 or a.get("pre_pool")
-        hv, wv = (h // 2, w // 2) if resampled else (h, w)
-        value_grid = hv * (wv + 2) if resampled else conv_grid
-        out_columns = wv // 2 + 2 if a.get("out_layout", "padded") == "padded" else wv // 2
-        out_grid = (hv // 2) * out_columns if a.get("post_pool") else value_grid
-        return conv_grid, value_grid, out_grid, (hv, wv)
+        k, s = node.params["weight"].shape[2], a.get("stride", 1)
+        ho, wo = window_out(h, k, s, k // 2), window_out(w, k, s, k // 2)
+        hv, wv = (ho // 2, wo // 2) if a.get("pre_pool") else (ho, wo)
+        oh, ow = (hv // 2, wv // 2) if a.get("post_pool") else (hv, wv)
+        return {"conv_rows": ho, "conv_columns": wo, "conv_grid": ho * wo, "value_rows": hv, "value_columns": wv,
+                "value_grid": hv * wv, "out_rows": oh, "out_columns": ow, "out_grid": oh * ow}
 
     @classmethod
     def template_args(cls, node, fx, layout):
+        """Sizes, the address tables (each: rows x columns entries base + row_step*y*source_row +
+        column_step*x, see the template's offset_table) and the schedule's protocol numbers."""
         c, h, w = node.in_shapes[0]
-        oc, oh, ow = node.shape
+        oc = node.shape[0]
         a = node.attrs
-        conv_grid, value_grid, out_grid, (hv, wv) = cls.grids(node)
+        g = cls.grids(node)
         schedule = cls.schedule(node, fx)
+        winograd = cls.winograd(node, fx)
         target = layout.buffer(node)
         padded = target.layout == "padded"
-        if not padded and not a.get("post_pool"):
-            raise NotImplementedError(f"{node.name}: only a pooled convolution can feed a dense layer directly")
-        out_columns = ow + 2 if padded else ow
-        resample = "max" if a.get("pre_pool") else ("stride" if a.get("stride", 1) == 2 else None)
+        kernel, stride = node.params["weight"].shape[2], a.get("stride", 1)
+        pad, row = kernel // 2, w + 2
+        ho, wo, hv, wv, oh, ow = g["conv_rows"], g["conv_columns"], g["value_rows"], g["value_columns"], g["out_rows"], g["out_columns"]
+        quads = [(0, 0), (0, 1), (1, 0), (1, 1)]
+        tables = {}
+        if winograd:
+            tables["tile"] = [(ho // 2, wo // 2, 2, 2, i * row + j, row) for i in range(4) for j in range(4)]
+            tables["scatter"] = [(ho // 2, wo // 2, 2, 2, dy * wo + dx, wo) for dy, dx in quads]
+            tables["weight_rows"] = [(c, 1, 9, 0, 0, 1)]
+        else:
+            tables["tap"] = [(ho, wo, stride, stride, (kh - pad + 1) * row + (kw - pad + 1), row)
+                             for kh in range(kernel) for kw in range(kernel)]
+        if a.get("pre_pool"):
+            tables["max_pool"] = [(hv, wv, 2, 2, dy * wo + dx, wo) for dy, dx in quads]
+        if a.get("post_pool"):
+            tables["avg_pool"] = [(oh, ow, 2, 2, dy * wv + dx, wv) for dy, dx in quads]
+        if padded:
+            tables["store"] = [(oh, ow, 1, 1, ow + 3, ow + 2)]
         return {
             "name": layout.ident(node),
             "source": layout.buffer_of_input(node).name,
@@ -222,22 +254,20 @@ class ConvBlock(Op):
             "bias": layout.param(node, "bias"),
             "gamma": layout.param(node, "new_gamma"),
             "beta": layout.param(node, "new_beta"),
-            "channels_in": c, "height": h, "width": w, "channels_out": oc, "kernel": node.params["weight"].shape[2],
-            "conv_grid": conv_grid,
-            "resample": resample,
-            "resample_rows": hv, "resample_valid": wv, "resample_columns": wv + 2,
+            "channels_in": c, "height": h, "width": w, "channels_out": oc, "kernel": kernel, "stride": stride,
+            "in_plane": (h + 2) * row,
+            "mode": "winograd" if winograd else "direct",
+            "tiles": g["conv_grid"] // 4 if winograd else 0,
+            **g,
+            "tables": tables,
             "affine": bool(a.get("affine", True)),
-            "relu": bool(a.get("relu", True)),
-            "pool": bool(a.get("post_pool")),
             # the protocol numbers, from the declared schedule
+            "scale_bits": schedule.truncation("scaled" if a.get("affine", True) else "accumulator").scale_bits,
             "max_bits": schedule.comparison("accumulator").bit_length if a.get("pre_pool") else None,
             "truncation": schedule.truncation("scaled" if a.get("affine", True) else "accumulator"),
             "relu_bits": schedule.comparison("truncated").bit_length if a.get("relu", True) else None,
             "pool_truncation": schedule.truncation("pool_sum") if a.get("post_pool") else None,
-            "pool_rows": oh, "pool_valid": ow, "pool_source_row": wv + 2,
-            "out_columns": out_columns,
-            "out_grid": oh * out_columns,
-            "mask": padded,
+            "padded": padded,
             "target": target.name,
             "target_offset": ow + 3 if padded else 0,
             "target_channel_stride": (oh + 2) * (ow + 2) if padded else oh * ow,

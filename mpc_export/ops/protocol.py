@@ -44,9 +44,13 @@ class Products:
 
 @dataclass(frozen=True)
 class Truncation:
-    """floor(v / 2^shift) of the stage's values, |v| < 2^(bit_length - 1). Exact: ``AdvInteger.Trunc``
+    """floor(v / 2^shift) of the program's values v, |v| < 2^(bit_length - 1). Exact: ``AdvInteger.Trunc``
     (a comparison on the shift dropped bits recovers v mod 2^shift: the floor, always). Probabilistic:
-    ``AdvInteger.TruncPr``, the floor or the floor + 1, the latter with probability (v mod 2^shift) / 2^shift."""
+    ``AdvInteger.TruncPr``, the floor or the floor + 1, the latter with probability (v mod 2^shift) / 2^shift.
+
+    ``scale_bits``: the program holds the stage's reference value times 2^scale_bits (a Winograd
+    convolution computes 4x the direct one), so the reference truncates by shift - scale_bits: the same
+    floor, and the same rounding law."""
 
     stage: str
     bit_length: int
@@ -54,10 +58,16 @@ class Truncation:
     exact: bool
     calls: int
     elements: int
+    scale_bits: int = 0
 
     @property
     def limit_bits(self) -> int:
-        return self.bit_length - 1
+        """Limit on the stage's reference values."""
+        return self.bit_length - 1 - self.scale_bits
+
+    @property
+    def reference_shift(self) -> int:
+        return self.shift - self.scale_bits
 
     @property
     def rounds_per_call(self) -> int:
@@ -83,10 +93,11 @@ class Comparison:
     calls: int
     elements: int
     operand: str = "value"
+    scale_bits: int = 0  # as for Truncation: the program compares 2^scale_bits x the stage's values
 
     @property
     def limit_bits(self) -> int:
-        return self.bit_length - (2 if self.operand == "difference" else 1)
+        return self.bit_length - (2 if self.operand == "difference" else 1) - self.scale_bits
 
     @property
     def rounds_per_call(self) -> int:

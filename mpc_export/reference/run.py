@@ -20,7 +20,7 @@ class Trace:
 
     def truncate(self, v: np.ndarray, step) -> np.ndarray:
         """The declared truncation ``step`` (an ops.protocol.Truncation) applied to v."""
-        return truncate(v, step.shift, None if step.exact else self.rng)
+        return truncate(v, step.reference_shift, None if step.exact else self.rng)
 
     def stage_peaks(self, graph: Graph, fx: FixedSpec) -> list:
         """(node name, Stage, largest |value| seen) for every stage of every node: what build's
