@@ -35,15 +35,15 @@ def export_onnx(arch, path, folding, dynamo=False):
     return path
 
 
-def build_and_verify(model, arch, tmp_path, images=500):
+def build_and_verify(model, arch, tmp_path, images=500, trust_torchscript=False):
     from mpc_export.cli.build import BuildOptions, build
     from mpc_export.cli.verify import VerifyOptions, verify
 
     need_shared(DATASET)
     mean, std = NORMALISE[arch] or (None, None)
     out = tmp_path / "out"
-    manifest = build(BuildOptions(model=model, out=out, mean=mean, std=std))
-    report = verify(VerifyOptions(directory=out, dataset=DATASET, limit=images))
+    manifest = build(BuildOptions(model=model, out=out, mean=mean, std=std, trust_torchscript=trust_torchscript))
+    report = verify(VerifyOptions(directory=out, dataset=DATASET, limit=images, trust_torchscript=trust_torchscript))
     return manifest, report
 
 
@@ -125,7 +125,7 @@ def test_torchscript_input(tmp_path):
     module = torch_module("resnet20", need_shared(FIXTURES["resnet20"])).float()
     path = tmp_path / "resnet20_script.pt"
     torch.jit.trace(module, torch.zeros(1, 3, 32, 32)).save(str(path))
-    manifest, report = build_and_verify(path, "resnet20", tmp_path, images=200)
+    manifest, report = build_and_verify(path, "resnet20", tmp_path, images=200, trust_torchscript=True)
     assert report["ok"] and report["agreement"] >= 0.995
 
 
@@ -139,5 +139,5 @@ def test_pickled_module_needs_trust(tmp_path, capsys):
     assert code == 2 and "--trust-pickle" in err and not (tmp_path / "a").exists()
     code, out, err = run_cli(["build", path, "--out", tmp_path / "b", "--trust-pickle"], capsys)
     assert code == 0, err
-    code, out, err = run_cli(["verify", tmp_path / "b"], capsys)
+    code, out, err = run_cli(["verify", tmp_path / "b", "--trust-pickle"], capsys)
     assert code == 0, out + err

@@ -36,6 +36,7 @@ class BuildOptions:
     mean: tuple[float, ...] | None = None
     std: tuple[float, ...] | None = None
     trust_pickle: bool = False
+    trust_torchscript: bool = False
 
 
 def check_calibration(budget, trace: Trace, graph, fx, what: str) -> None:
@@ -74,7 +75,7 @@ def build(opts: BuildOptions, progress=None) -> dict:
     if opts.out.exists() and not opts.force:
         raise UserError(f"output directory {opts.out} exists; pass --force to replace it")
 
-    float_graph = load_model(opts.model, trust_pickle=opts.trust_pickle)
+    float_graph = load_model(opts.model, trust_pickle=opts.trust_pickle, trust_torchscript=opts.trust_torchscript)
     apply_preprocessing(float_graph, opts.mean, opts.std)
     graph, passes = lower_for_mpc(float_graph)
     budget = quantize_graph(graph, fx)

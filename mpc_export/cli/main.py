@@ -48,6 +48,7 @@ def build(
     mean: Optional[str] = typer.Option(None, "--mean", help="per-channel mean, e.g. 0.485,0.456,0.406 (default: the architecture's)"),
     std: Optional[str] = typer.Option(None, "--std", help="per-channel std, e.g. 0.229,0.224,0.225"),
     trust_pickle: bool = typer.Option(False, "--trust-pickle", help="load a fully pickled nn.Module (runs its code: only for files you trust)"),
+    trust_torchscript: bool = typer.Option(False, "--trust-torchscript", help="load a TorchScript file (runs its TorchScript code: only for files you trust)"),
 ):
     """Turn MODEL into parameter files, input files, the MAMBA program and IO answers."""
     from rich.progress import Progress
@@ -56,6 +57,7 @@ def build(
 
     opts = BuildOptions(model=model, out=out, inputs=list(input), number_format=number_format, channel_map=channel_map,
                         force=force, debug=debug, mean=_floats(mean, "--mean"), std=_floats(std, "--std"), trust_pickle=trust_pickle,
+                        trust_torchscript=trust_torchscript,
                         fx=FixedSpec(frac_bits=frac_bits, total_bits=total_bits, reading_precision=reading_precision,
                                      protocol=Protocol(truncation=truncation, convolution=convolution)))
     if as_json:
@@ -168,6 +170,8 @@ def verify(
     no_onnx: bool = typer.Option(False, "--no-onnx", help="skip the onnxruntime cross-check"),
     min_agreement: float = typer.Option(99.5, "--min-agreement", help="fail below this argmax agreement (percent)"),
     simulate_mpc: int = typer.Option(20, "--simulate-mpc", help="runs with TruncPr's probabilistic rounding simulated (not with --dataset; 0: off)"),
+    trust_pickle: bool = typer.Option(False, "--trust-pickle", help="the model is a pickled nn.Module you trust (loading runs its code); never taken from manifest.json"),
+    trust_torchscript: bool = typer.Option(False, "--trust-torchscript", help="the model is a TorchScript file you trust (loading runs its code)"),
 ):
     """Prove a build right: integrity, bit-exact reference from the files, per-layer float cross-checks."""
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
@@ -178,7 +182,8 @@ def verify(
     if limit is not None and limit < 1:
         raise UserError(f"--limit must be at least 1, got {limit}")
     opts = VerifyOptions(directory=directory, inputs=list(input), dataset=dataset, limit=limit, model=model,
-                         mpc_log=mpc_log, onnx=not no_onnx, min_agreement=min_agreement / 100.0, simulate_mpc=max(0, simulate_mpc))
+                         mpc_log=mpc_log, onnx=not no_onnx, min_agreement=min_agreement / 100.0, simulate_mpc=max(0, simulate_mpc),
+                         trust_pickle=trust_pickle, trust_torchscript=trust_torchscript)
     with Progress(TextColumn("reference"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(), console=err_console, transient=True) as progress:
         task = progress.add_task("images", total=None)
         report = run_verify(opts, progress=lambda done, total: progress.update(task, completed=done, total=total))
@@ -209,7 +214,9 @@ def run(
     execution: Optional[int] = typer.Option(None, "--execution", help="compare only this execution's logits"),
     timeout: float = typer.Option(600.0, "--timeout", help="wall-clock limit for the players, seconds"),
     log: Optional[Path] = typer.Option(None, "--log", help="save player 0's output here (default DIR/run-logs/P0.log)"),
-    keep: bool = typer.Option(False, "--keep", help="keep the temporary run root"),
+    keep: bool = typer.Option(False, "--keep", help="keep the temporary run roots"),
+    trust_pickle: bool = typer.Option(False, "--trust-pickle", help="the model is a pickled nn.Module you trust (loading runs its code)"),
+    trust_torchscript: bool = typer.Option(False, "--trust-torchscript", help="the model is a TorchScript file you trust (loading runs its code)"),
 ):
     """Run the generated program for real (3 players on 127.0.0.1) and check its logits against the reference."""
     from ..run.runtime import RunOptions, run as run_program
@@ -218,7 +225,8 @@ def run(
     result = run_program(RunOptions(directory=directory, runtime=runtime, compiler=compiler, parties=parties,
                                     execution=execution, timeout=timeout, log=log, keep=keep),
                          progress=lambda msg: err_console.print(msg))
-    report = run_verify(VerifyOptions(directory=directory, mpc_log=result.log_path, onnx=False, min_agreement=0.0))
+    report = run_verify(VerifyOptions(directory=directory, mpc_log=result.log_path, onnx=False, min_agreement=0.0,
+                                      trust_pickle=trust_pickle, trust_torchscript=trust_torchscript))
     m = report["mpc"]
     console.print(f"MPC run: {result.wall_s:.1f} s for the players (compile {result.compile_s:.1f} s), peak "
                   f"{', '.join(f'{p} MB' for p in result.peak_mb)}; log {result.log_path}")

@@ -34,6 +34,8 @@ class VerifyOptions:
     onnx: bool = True
     min_agreement: float = 0.995
     simulate_mpc: int = 0  # runs of the reference with TruncPr's probabilistic rounding simulated
+    trust_pickle: bool = False  # the user's flags, never the manifest's say
+    trust_torchscript: bool = False
 
 
 def _spec(manifest: dict) -> FixedSpec:
@@ -49,8 +51,9 @@ def _spec(manifest: dict) -> FixedSpec:
     return FixedSpec(f["frac_bits"], f["total_bits"], f["kappa"], f["prime_bits"], f["reading_precision"], protocol)
 
 
-def load_reference(directory: Path, model: Path | None):
-    """(manifest, fx, graph with parameters from the files, parsed files, model path)."""
+def load_reference(directory: Path, model: Path | None, trust_pickle: bool = False, trust_torchscript: bool = False):
+    """(manifest, fx, graph with parameters from the files, parsed files, model path). Whether a model's
+    code may run comes from the caller's command line only: the manifest's "format" is not trusted."""
     manifest = read_manifest(directory)
     parsed = check_files(directory, manifest)
     model_path = Path(model) if model else Path(manifest["model"]["path"])
@@ -59,7 +62,7 @@ def load_reference(directory: Path, model: Path | None):
     if sha256_file(model_path) != manifest["model"]["sha256"]:
         raise VerificationFailed(f"{model_path}: SHA-256 differs from the model this directory was built from")
     fx = _spec(manifest)
-    float_graph = load_model(model_path, trust_pickle=manifest["model"].get("format") == "pickle")
+    float_graph = load_model(model_path, trust_pickle=trust_pickle, trust_torchscript=trust_torchscript)
     pre = manifest.get("preprocessing", {})
     if pre.get("mean") is not None:
         float_graph.mean, float_graph.std = tuple(pre["mean"]), tuple(pre["std"])
@@ -148,7 +151,7 @@ def float_oracles(graph, model_path: Path, with_onnx: bool):
 
 def verify(opts: VerifyOptions, progress=None) -> dict:
     started = time.perf_counter()
-    manifest, fx, graph, parsed, model_path = load_reference(opts.directory, opts.model)
+    manifest, fx, graph, parsed, model_path = load_reference(opts.directory, opts.model, opts.trust_pickle, opts.trust_torchscript)
     float_model, oracle = float_oracles(graph, model_path, opts.onnx)
     table = LayerTable(graph, fx)
     trace = Trace()

@@ -79,9 +79,12 @@ def _module_to_onnx_graph(module, path: Path, shape=(1, 3, 32, 32)) -> Graph:
     return graph
 
 
-def load_model(path: str | Path, trust_pickle: bool = False) -> Graph:
-    """Load a model file into the IR. Front ends: a .pth/.pt state_dict of a known architecture, an
-    ONNX file, a TorchScript file, or (with trust_pickle) a fully pickled nn.Module."""
+def load_model(path: str | Path, trust_pickle: bool = False, trust_torchscript: bool = False) -> Graph:
+    """Load a model file into the IR. Front ends: a .pth/.pt state_dict of a known architecture (read
+    with ``weights_only``: no code runs), an ONNX file (data only), and, only when the command line says
+    so, a TorchScript file (``trust_torchscript``: loading and tracing it runs its TorchScript code) or a
+    fully pickled nn.Module (``trust_pickle``: unpickling runs arbitrary Python). Trust never comes from
+    a file (a manifest, the model itself): callers pass the user's flags."""
     path = Path(path)
     if not path.exists():
         raise UserError(f"model file not found: {path}")
@@ -97,6 +100,9 @@ def load_model(path: str | Path, trust_pickle: bool = False) -> Graph:
     elif kind == "torchscript":
         import torch
 
+        if not trust_torchscript:
+            raise UserError(f"{path}: a TorchScript file: loading it runs its code (its forward is TorchScript); "
+                            "pass --trust-torchscript if you trust it, or export it to ONNX")
         try:
             module = torch.jit.load(str(path), map_location="cpu")
         except Exception as exc:  # torch raises many kinds
