@@ -222,13 +222,13 @@ def verify(opts: VerifyOptions, progress=None) -> dict:
 
 def _compare_debug_layers(path: Path, graph, fixed: dict, executions: list, rows: list) -> list[dict]:
     """Per layer printed by a --debug program: max |MPC - reference| (units of 2^-F) vs its bound."""
-    import re as _re
+    from ..codegen.render import Layout
 
     logged = parse_debug_log(path)
     bounds = {r["name"]: r["bound_ulp"] for r in rows}
     out = []
     for node in graph.nodes[1:]:
-        ident = _re.sub(r"\W", "_", node.name).upper()
+        ident = Layout.ident(node)
         worst, count, first = 0, 0, None
         for i, e in enumerate(executions):
             values = logged.get((e["index"], ident))

@@ -80,8 +80,11 @@ class Layout:
 
     @staticmethod
     def ident(node) -> str:
-        """A MAMBA (Python 2) identifier for a node: upper case, non-word characters as underscores."""
-        return re.sub(r"\W", "_", node.name).upper()
+        """The program's identifier for a node: its tool-owned name (fold's name_nodes) in upper case."""
+        ident = node.name.upper()
+        if not re.fullmatch(r"[A-Z_][A-Z0-9_]*", ident):
+            raise ValueError(f"node name {node.name!r} was not assigned by name_nodes")
+        return ident
 
     def param(self, node, name: str) -> str:
         return self._param[(node.name, name)].name
@@ -111,6 +114,12 @@ def _prod(shape) -> int:
     for s in shape:
         out *= int(s)
     return out
+
+
+def comment_text(text: str) -> str:
+    """Text from a model (a file name, a description) made safe for one program comment line: printable
+    ASCII, with newlines and every other character escaped."""
+    return ascii(str(text))[1:-1]
 
 
 def _environment() -> jinja2.Environment:
@@ -150,7 +159,7 @@ def render_program(graph: Graph, fx: FixedSpec, params: list[ParamFile], inputs:
         program_name=f"mpc_export_{graph.name}",
         protocol=fx.protocol.as_dict(),
         version=__version__,
-        model_name=graph.description,
+        model_name=comment_text(graph.description),
         channel_reads=channel_reads,
         frac_bits=fx.frac_bits,
         total_bits=fx.total_bits,

@@ -7,6 +7,7 @@ and returns a log of what ran. The BatchNorm folding formula lives only in ``fol
 from __future__ import annotations
 
 import copy
+import re
 
 import numpy as np
 
@@ -170,6 +171,30 @@ def assign_layouts(graph: Graph) -> int:
     return len(graph.nodes)
 
 
+def name_nodes(graph: Graph) -> int:
+    """Give every node a name the tool owns, unique by construction and a valid identifier in any
+    language the program or a file system speaks: conv_layer_<i> and linear_layer_<i> (FANNG's names,
+    numbered in layer order), <op>_<i> for the rest, "input" for the input; the graph a lowercase ASCII
+    name. The model's own names stay in each node's ``origin`` (reported, escaped, never executed or used
+    as a path). Returns the number of nodes renamed."""
+    prefixes = {"conv_block": "conv_layer", "dense": "linear_layer"}
+    counts: dict[str, int] = {}
+    renamed: dict[str, str] = {}
+    for node in graph.nodes:
+        if node.op == "input":
+            new = "input"
+        else:
+            prefix = prefixes.get(node.op, node.op)
+            counts[prefix] = counts.get(prefix, 0) + 1
+            new = f"{prefix}_{counts[prefix]}"
+        renamed[node.name] = new
+    for node in graph.nodes:
+        node.name = renamed[node.name]
+        node.inputs = [renamed[i] for i in node.inputs]
+    graph.name = re.sub(r"[^a-z0-9]+", "_", graph.name.lower()).strip("_")[:40] or "model"
+    return sum(1 for old, new in renamed.items() if old != new)
+
+
 PIPELINE = [drop_identity, bn_to_affine, fuse_shortcut, fuse_conv_blocks, fuse_add_relu, global_pools, fuse_dense]
 
 
@@ -184,5 +209,6 @@ def lower_for_mpc(graph: Graph) -> tuple[Graph, list[tuple[str, int]]]:
     for node in graph.nodes:
         if not node.spec.executable:
             raise UserError(f"{node.name}: op {node.op!r} (from {', '.join(node.origin) or 'the model'}) cannot be executed by the generated program")
+    log.append(("name_nodes", name_nodes(graph)))
     log.append(("assign_layouts", assign_layouts(graph)))
     return graph, log

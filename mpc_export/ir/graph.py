@@ -63,6 +63,18 @@ class Graph:
 
         return float(np.max(np.abs(np.stack([self.preprocess(np.zeros(self.input_shape)), self.preprocess(np.ones(self.input_shape))]))))
 
+    def take_ownership_of_names(self) -> None:
+        """Replace the front end's node names (a model's own: untrusted, possibly colliding with the
+        names passes create) by n<index>; each node's ``origin`` keeps the model's names."""
+        names = [n.name for n in self.nodes]
+        if len(set(names)) != len(names):
+            duplicate = next(name for name in names if names.count(name) > 1)
+            raise ValueError(f"two nodes produce a tensor named {duplicate!r}")
+        mapping = {n.name: "input" if n.op == "input" else f"n{index}" for index, n in enumerate(self.nodes)}
+        for n in self.nodes:
+            n.name = mapping[n.name]
+            n.inputs = [mapping[i] for i in n.inputs]
+
     def node(self, name: str) -> Node:
         for n in self.nodes:
             if n.name == name:

@@ -119,6 +119,10 @@ def load_model(path: str | Path, trust_pickle: bool = False, trust_torchscript: 
                     raise UserError(f"{path}: tensor {key!r} contains NaN or Inf")
             graph = graph_from_state_dict(state, path.name)
     graph.format = kind
+    try:
+        graph.take_ownership_of_names()
+    except ValueError as exc:
+        raise UserError(f"{path}: {exc}") from None
     for node in graph.nodes:
         for key, value in node.params.items():
             if not np.all(np.isfinite(value)):

@@ -45,9 +45,11 @@ class _Converter:
         return self.alias[tensor]
 
     def emit(self, onnx_node, op: str, inputs: list[str], attrs=None, params=None) -> None:
-        name = onnx_node.output[0]
-        self.nodes.append(Node(name, op, [self.ir(i) for i in inputs], attrs or {}, params or {}, origin=[name]))
-        self.alias[name] = name
+        """One IR node for an ONNX node: named by the converter (n<index>), never by the model; the ONNX
+        output tensor's name is kept as its origin (the onnxruntime oracle's key)."""
+        name = f"n{len(self.nodes)}"
+        self.nodes.append(Node(name, op, [self.ir(i) for i in inputs], attrs or {}, params or {}, origin=[onnx_node.output[0]]))
+        self.alias[onnx_node.output[0]] = name
 
     def fold(self, node) -> bool:
         """Evaluate a node whose inputs are all constants; True if it was folded."""
