@@ -8,12 +8,13 @@ from pathlib import Path
 
 import numpy as np
 
-from ..codegen.render import channel_open_order, render_program
+from ..codegen.files import all_products
+from ..codegen.render import channel_open_order
 from ..errors import UserError
 from ..export.channels import load_channel_map
-from ..export.plan import data_folder, files_of, input_file, output_path, parameter_files, program_name
+from ..export.plan import data_folder, input_file, parameter_files, program_name
 from ..export.tokens import check_format
-from ..export.writer import StagingDir, sha256_file, write_manifest, write_text, write_values
+from ..export.writer import StagingDir, sha256_file, write_manifest, write_text
 from ..fold import lower_for_mpc
 from ..load import load_model
 from ..load.images import demo_image, load_image
@@ -92,43 +93,13 @@ def build(opts: BuildOptions, progress=None) -> dict:
     files = []
     with StagingDir(opts.out, opts.force) as staging:
         root = staging.path
-        for path, channel, tensors in files_of(params):
-            arrays = [graph.node(pf.node).qparams[pf.param] for pf in tensors]
-            values = np.concatenate([a.ravel() for a in arrays])
-            info = write_values(root, path, values, opts.number_format, fx.frac_bits, fx.reading_precision, path)
-            entry = {**info, "role": "parameter", "channel": channel,
-                     "tensors": [{"tensor": pf.tensor, "node": pf.node, "param": pf.param, "shape": list(a.shape),
-                                  "layout": pf.layout, "offset": pf.offset, "count": int(a.size)} for pf, a in zip(tensors, arrays)]}
-            if len(tensors) == 1:
-                entry.update({k: entry["tensors"][0][k] for k in ("tensor", "node", "param", "shape", "layout")})
-            else:
-                entry.update(tensor=f"all_{tensors[0].param}", layout="concatenation of the tensors in layer order")
-            files.append(entry)
-            if progress:
-                progress(entry["tensor"])
-        for inp, image in zip(inputs, x_int):
-            info = write_values(root, inp.path, image, opts.number_format, fx.frac_bits, fx.reading_precision, inp.path)
-            files.append({**info, "role": "input", "channel": inp.channel, "tensor": "input", "execution": inp.execution,
-                          "shape": list(image.shape), "layout": "CHW", "source": sources[inp.execution]})
-        for inp in inputs:
-            for node in graph.nodes[1:]:
-                values = outputs[node.name][inp.execution]
-                rel = output_path(graph, inp.execution, node.name)
-                info = write_values(root, rel, values, opts.number_format, fx.frac_bits, fx.reading_precision, rel)
-                files.append({**info, "role": "expected_output", "tensor": node.name, "execution": inp.execution,
-                              "shape": list(values.shape), "layout": "CHW" if values.ndim == 3 else "vector"})
+        products = all_products(graph, fx, opts.number_format, params, inputs, x_int, outputs, sources, opts.debug)
+        for product in products:
+            files.append({**write_text(root, product.path, product.text, executable=product.executable), **product.entry})
+            if progress and product.entry.get("role") == "parameter":
+                progress(product.entry["tensor"])
         name = program_name(graph)
-        program = render_program(graph, fx, params, inputs, debug=opts.debug)
-        files.append({**write_text(root, f"program/{name}/{name}.mpc", program), "role": "program"})
         order = channel_open_order(params, inputs)
-        answers = "".join(f"i {path}\n" for _, path in order)
-        files.append({**write_text(root, "io_answers.txt", answers), "role": "io_answers"})
-        script = (
-            "#!/bin/sh\n# Answers for FANNG-MPC's IO filesystem, one 'i <path>' per channel open, in program order.\n"
-            "# Usage (each player): ./io_answers.sh | ./Player.x <player> Programs/" + name + "\n"
-            + "".join(f"echo 'i {path}'  # channel {channel}\n" for channel, path in order)
-        )
-        files.append({**write_text(root, "io_answers.sh", script, executable=True), "role": "io_answers_script"})
         for entry in files:
             entry.update(frac_bits=fx.frac_bits, total_bits=fx.total_bits, reading_precision=fx.reading_precision,
                          number_format=opts.number_format)

@@ -223,7 +223,8 @@ def run(
     from .verify import VerifyOptions, verify as run_verify
 
     result = run_program(RunOptions(directory=directory, runtime=runtime, compiler=compiler, parties=parties,
-                                    execution=execution, timeout=timeout, log=log, keep=keep),
+                                    execution=execution, timeout=timeout, log=log, keep=keep,
+                                    trust_pickle=trust_pickle, trust_torchscript=trust_torchscript),
                          progress=lambda msg: err_console.print(msg))
     report = run_verify(VerifyOptions(directory=directory, mpc_log=result.log_path, onnx=False, min_agreement=0.0,
                                       trust_pickle=trust_pickle, trust_torchscript=trust_torchscript))
@@ -292,6 +293,8 @@ def cost(
 
 
 def _print_report(r: dict) -> None:
+    for check in r.get("integrity", []):
+        console.print(f"integrity: {check}", highlight=False)
     table = Table(title=f"per-layer check, {r['images']} image(s), units of 2^-{r['frac_bits']} (ulp); "
                         f"{r.get('truncation', '?')} truncation")
     simulated = "simulated_mpc_ulp" in r["layers"][0]

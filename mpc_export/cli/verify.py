@@ -9,15 +9,13 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import UserError, VerificationFailed
-from ..export.writer import sha256_file
-from ..fold import lower_for_mpc
-from ..load import load_model
 from ..load.images import load_image
 from ..load.torch_models import torch_module
-from ..fixedpoint import FixedSpec, Protocol, bits_of, decode, encode
+from ..fixedpoint import bits_of, decode, encode
 from ..reference.run import Trace, run_fixed, run_float
 from ..verify.crosscheck import OnnxOracle, export_onnx, torch_layer_outputs
-from ..verify.integrity import attach_parameters, check_files, read_manifest
+from ..verify.rederive import rederive
+from ..verify.reference import load_reference
 from ..verify.layers import LayerTable
 from ..verify.mpc_log import parse_debug_log, parse_mpc_log
 
@@ -36,39 +34,6 @@ class VerifyOptions:
     simulate_mpc: int = 0  # runs of the reference with TruncPr's probabilistic rounding simulated
     trust_pickle: bool = False  # the user's flags, never the manifest's say
     trust_torchscript: bool = False
-
-
-def _spec(manifest: dict) -> FixedSpec:
-    """The fixed-point format and protocol the build recorded (a build without a protocol object predates
-    exact truncation: probabilistic)."""
-    f = manifest["fixed_point"]
-    recorded = manifest.get("protocol", {"truncation": "probabilistic", "convolution": "direct"})
-    keys = set(Protocol().as_dict())
-    if not isinstance(recorded, dict) or set(recorded) != keys:
-        raise UserError(f"manifest.json: protocol must be an object with exactly the keys {', '.join(sorted(keys))}, got {recorded!r}")
-    protocol = Protocol(**recorded)
-    protocol.validate()
-    return FixedSpec(f["frac_bits"], f["total_bits"], f["kappa"], f["prime_bits"], f["reading_precision"], protocol)
-
-
-def load_reference(directory: Path, model: Path | None, trust_pickle: bool = False, trust_torchscript: bool = False):
-    """(manifest, fx, graph with parameters from the files, parsed files, model path). Whether a model's
-    code may run comes from the caller's command line only: the manifest's "format" is not trusted."""
-    manifest = read_manifest(directory)
-    parsed = check_files(directory, manifest)
-    model_path = Path(model) if model else Path(manifest["model"]["path"])
-    if not model_path.is_file():
-        raise UserError(f"model {model_path} (from manifest.json) not found; pass --model")
-    if sha256_file(model_path) != manifest["model"]["sha256"]:
-        raise VerificationFailed(f"{model_path}: SHA-256 differs from the model this directory was built from")
-    fx = _spec(manifest)
-    float_graph = load_model(model_path, trust_pickle=trust_pickle, trust_torchscript=trust_torchscript)
-    pre = manifest.get("preprocessing", {})
-    if pre.get("mean") is not None:
-        float_graph.mean, float_graph.std = tuple(pre["mean"]), tuple(pre["std"])
-    graph, _ = lower_for_mpc(float_graph)
-    attach_parameters(graph, fx, manifest, parsed)
-    return manifest, fx, graph, parsed, model_path
 
 
 def _check_expected_outputs(manifest, graph, parsed, fixed_by_execution) -> None:
@@ -152,11 +117,15 @@ def float_oracles(graph, model_path: Path, with_onnx: bool):
 def verify(opts: VerifyOptions, progress=None) -> dict:
     started = time.perf_counter()
     manifest, fx, graph, parsed, model_path = load_reference(opts.directory, opts.model, opts.trust_pickle, opts.trust_torchscript)
+    integrity = ["manifest paths relative and inside the directory; every listed file present, its SHA-256 as listed, "
+                 "parsed under the runtime's rules with its exact count",
+                 "parameter files equal the model quantized afresh"]
+    integrity += rederive(opts.directory, manifest, graph, fx, parsed)
     float_model, oracle = float_oracles(graph, model_path, opts.onnx)
     table = LayerTable(graph, fx)
     trace = Trace()
     out_name = graph.output.name
-    report: dict = {"directory": str(opts.directory), "model": str(model_path)}
+    report: dict = {"directory": str(opts.directory), "model": str(model_path), "integrity": integrity}
 
     if opts.dataset:
         correct_float = correct_fixed = agree = seen = 0

@@ -64,6 +64,24 @@ def load_channel_map(path: str | Path | None = None) -> ChannelMap:
         raise UserError(f"channel map not found: {path}") from None
     except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
         raise UserError(f"{path}: not valid TOML: {exc}") from None
+    return channel_map_from_data(data, path)
+
+
+def channel_map_from_manifest(recorded: dict) -> ChannelMap:
+    """The channel map a build recorded (manifest.json's channel_map), validated as a file would be."""
+    if not isinstance(recorded, dict):
+        raise UserError("manifest.json: channel_map must be an object")
+    data = {"ranges": {"parameters": recorded.get("parameter_range"), "inputs": recorded.get("input_range")},
+            "order": {"kinds": recorded.get("kinds", list(KIND_FOLDERS))}, "parameters": recorded.get("parameters")}
+    if recorded.get("reserved") is not None and recorded["reserved"] != [0, -1]:
+        data["ranges"]["reserved"] = recorded["reserved"]
+    if recorded.get("packed") is not None:
+        data["packed"] = recorded["packed"]
+    return channel_map_from_data(data, recorded.get("source", "manifest.json channel_map"))
+
+
+def channel_map_from_data(data: dict, path) -> ChannelMap:
+    """Validate a channel map's content (parsed TOML, or what a manifest recorded)."""
     ranges = data.get("ranges", {})
     params_range = _pair(ranges, "parameters", str(path))
     reserved = _pair(ranges, "reserved", str(path)) if "reserved" in ranges else (0, -1)

@@ -12,7 +12,6 @@ import numpy as np
 
 from .. import __version__
 from ..errors import UserError
-from .tokens import format_values, parse_text
 
 
 def sha256_file(path: Path) -> str:
@@ -53,20 +52,6 @@ class StagingDir:
     def __exit__(self, exc_type, exc, tb) -> None:
         if self.path is not None and self.path.exists():
             shutil.rmtree(self.path, ignore_errors=True)
-
-
-def write_values(root: Path, rel: str, values: np.ndarray, number_format: str, frac_bits: int, reading_precision: int, what: str) -> dict:
-    """Write one P0 file and prove it parses back, under the runtime's rules, to the intended integers."""
-    path = root / rel
-    path.parent.mkdir(parents=True, exist_ok=True)
-    text = format_values(values, number_format, frac_bits, what)
-    path.write_text(text)
-    back = parse_text(text, reading_precision)
-    flat = [int(v) for v in np.asarray(values).ravel()]
-    if back != flat:
-        index = next(i for i, (a, b) in enumerate(zip(back, flat)) if a != b) if len(back) == len(flat) else min(len(back), len(flat))
-        raise UserError(f"{rel}: value {index} would be read as a different integer by the runtime (internal error)")
-    return {"path": rel, "count": len(flat), "sha256": sha256_file(path), "bytes": path.stat().st_size}
 
 
 def write_text(root: Path, rel: str, text: str, executable: bool = False) -> dict:

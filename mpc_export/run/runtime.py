@@ -64,6 +64,8 @@ class RunOptions:
     timeout: float = 600.0
     log: Path | None = None
     keep: bool = False
+    trust_pickle: bool = False
+    trust_torchscript: bool = False
 
 
 @dataclass
@@ -250,12 +252,15 @@ def start_players(roots: list[Path], name: str, answers: Path, timeout: float) -
 
 def run(opts: RunOptions, progress=print) -> RunResult:
     from ..verify.mpc_log import parse_mpc_log
-    from ..verify.integrity import check_files, read_manifest
+    from ..verify.rederive import rederive
+    from ..verify.reference import load_reference
 
     if opts.parties != PARTIES:
         raise UserError(f"--parties {opts.parties}: only the runtime's 3-party Shamir set-up is supported")
-    manifest = read_manifest(opts.directory)
-    check_files(opts.directory, manifest)  # a tampered file stops the run before any player starts
+    # the same checks as verify, before any player starts: a file that is not what the model and the
+    # recorded options produce (tampered, unlisted, outside the directory) stops the run here
+    manifest, fx, graph, parsed, _ = load_reference(opts.directory, None, opts.trust_pickle, opts.trust_torchscript)
+    rederive(opts.directory, manifest, graph, fx, parsed)
     runtime, data_setup = find_runtime(opts.runtime)
     compiler = find_compiler(runtime, opts.compiler)
     name = manifest["program"]["name"]

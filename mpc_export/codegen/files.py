@@ -1,0 +1,93 @@
+"""Every file of a build directory, derived in memory from the lowered, quantized graph and the options:
+the one function ``build`` writes from and ``verify`` re-derives with, so that "verified" means the files
+are, byte for byte, what the model and the recorded options produce.
+
+A ``Product`` is one file: its path (relative to the build directory; chosen by the tool, never by the
+model), its text, and its manifest entry without the hash and size.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from ..export.plan import InputFile, ParamFile, files_of, output_path, program_name
+from ..export.tokens import format_values, parse_text
+from .render import channel_open_order, render_program
+from ..errors import UserError
+
+
+@dataclass
+class Product:
+    path: str
+    text: str
+    entry: dict = field(default_factory=dict)
+    executable: bool = False
+
+
+def _values_file(path: str, values: np.ndarray, number_format: str, fx, entry: dict) -> Product:
+    """A P0 file, proven to parse back under the runtime's rules to the intended integers."""
+    text = format_values(values, number_format, fx.frac_bits, path)
+    flat = [int(v) for v in np.asarray(values).ravel()]
+    back = parse_text(text, fx.reading_precision)
+    if back != flat:
+        index = next((i for i, (a, b) in enumerate(zip(back, flat)) if a != b), min(len(back), len(flat)))
+        raise UserError(f"{path}: value {index} would be read as a different integer by the runtime (internal error)")
+    return Product(path, text, {"count": len(flat), **entry})
+
+
+def parameter_products(graph, fx, number_format: str, params: list[ParamFile]) -> list[Product]:
+    out = []
+    for path, channel, tensors in files_of(params):
+        arrays = [graph.node(pf.node).qparams[pf.param] for pf in tensors]
+        entry = {"role": "parameter", "channel": channel,
+                 "tensors": [{"tensor": pf.tensor, "node": pf.node, "param": pf.param, "shape": list(a.shape),
+                              "layout": pf.layout, "offset": pf.offset, "count": int(a.size)} for pf, a in zip(tensors, arrays)]}
+        if len(tensors) == 1:
+            entry.update({k: entry["tensors"][0][k] for k in ("tensor", "node", "param", "shape", "layout")})
+        else:
+            entry.update(tensor=f"all_{tensors[0].param}", layout="concatenation of the tensors in layer order")
+        out.append(_values_file(path, np.concatenate([a.ravel() for a in arrays]), number_format, fx, entry))
+    return out
+
+
+def input_products(fx, number_format: str, inputs: list[InputFile], x_int: np.ndarray, sources: list[str]) -> list[Product]:
+    return [_values_file(inp.path, image, number_format, fx,
+                         {"role": "input", "channel": inp.channel, "tensor": "input", "execution": inp.execution,
+                          "shape": list(image.shape), "layout": "CHW", "source": sources[inp.execution]})
+            for inp, image in zip(inputs, x_int)]
+
+
+def output_products(graph, fx, number_format: str, inputs: list[InputFile], outputs: dict) -> list[Product]:
+    out = []
+    for inp in inputs:
+        for node in graph.nodes[1:]:
+            values = outputs[node.name][inp.execution]
+            out.append(_values_file(output_path(graph, inp.execution, node.name), values, number_format, fx,
+                                    {"role": "expected_output", "tensor": node.name, "execution": inp.execution,
+                                     "shape": list(values.shape), "layout": "CHW" if values.ndim == 3 else "vector"}))
+    return out
+
+
+def program_products(graph, fx, params: list[ParamFile], inputs: list[InputFile], debug: bool) -> list[Product]:
+    """The MAMBA program and the IO answers (one "i <path>" per channel open, in the program's order)."""
+    name = program_name(graph)
+    order = channel_open_order(params, inputs)
+    script = (
+        "#!/bin/sh\n# Answers for FANNG-MPC's IO filesystem, one 'i <path>' per channel open, in program order.\n"
+        "# Usage (each player): ./io_answers.sh | ./Player.x <player> Programs/" + name + "\n"
+        + "".join(f"echo 'i {path}'  # channel {channel}\n" for channel, path in order)
+    )
+    return [
+        Product(f"program/{name}/{name}.mpc", render_program(graph, fx, params, inputs, debug=debug), {"role": "program"}),
+        Product("io_answers.txt", "".join(f"i {path}\n" for _, path in order), {"role": "io_answers"}),
+        Product("io_answers.sh", script, {"role": "io_answers_script"}, executable=True),
+    ]
+
+
+def all_products(graph, fx, number_format: str, params: list[ParamFile], inputs: list[InputFile], x_int: np.ndarray,
+                 outputs: dict, sources: list[str], debug: bool) -> list[Product]:
+    """Every file but manifest.json, in the manifest's order."""
+    return (parameter_products(graph, fx, number_format, params) + input_products(fx, number_format, inputs, x_int, sources)
+            + output_products(graph, fx, number_format, inputs, outputs) + program_products(graph, fx, params, inputs, debug))
