@@ -73,8 +73,7 @@ def build(opts: BuildOptions, progress=None) -> dict:
     cmap = load_channel_map(opts.channel_map)
     if len(opts.inputs) > cmap.max_inputs:
         raise UserError(f"{len(opts.inputs)} inputs given; the channel map has {cmap.max_inputs} input channels (one per execution)")
-    if opts.out.exists() and not opts.force:
-        raise UserError(f"output directory {opts.out} exists; pass --force to replace it")
+    StagingDir(opts.out, opts.force, protected=[opts.model, *opts.inputs]).check()  # fail fast, before loading
 
     float_graph = load_model(opts.model, trust_pickle=opts.trust_pickle, trust_torchscript=opts.trust_torchscript)
     apply_preprocessing(float_graph, opts.mean, opts.std)
@@ -91,7 +90,7 @@ def build(opts: BuildOptions, progress=None) -> dict:
     inputs = [input_file(graph, cmap, n) for n in range(len(images))]
 
     files = []
-    with StagingDir(opts.out, opts.force) as staging:
+    with StagingDir(opts.out, opts.force, protected=[opts.model, *opts.inputs]) as staging:
         root = staging.path
         products = all_products(graph, fx, opts.number_format, params, inputs, x_int, outputs, sources, opts.debug)
         for product in products:

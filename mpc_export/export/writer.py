@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import fcntl
 import hashlib
 import json
+import os
 import shutil
 import tempfile
 from pathlib import Path
@@ -22,36 +24,105 @@ def sha256_file(path: Path) -> str:
     return digest.hexdigest()
 
 
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
 class StagingDir:
-    """Context manager: a temporary directory next to ``target``; ``commit`` renames it into place."""
+    """Context manager that makes the output directory appear complete or not at all.
 
-    def __init__(self, target: Path, force: bool):
-        self.target = target
+    The build is written into a temporary sibling of ``target``; ``commit`` moves it into place. Without
+    ``force`` the move fails if anything appeared at ``target`` meanwhile. With ``force`` only a directory
+    an earlier build wrote (its manifest.json says tool "mpc-export") is replaced, never the working
+    directory or one of its parents, the home directory, the root, or a directory holding the model or an
+    input (``protected``); the swap moves the old build aside, moves the new one in, then deletes the
+    old one, so an interruption leaves one complete build (and at worst a hidden ``.<name>.old-*``). A
+    lock file beside the target makes a concurrent build to the same directory fail cleanly. Directories
+    get the user's umask."""
+
+    def __init__(self, target: Path, force: bool, protected: list[Path] = ()):
+        self.target = Path(target)
         self.force = force
+        self.protected = [Path(p) for p in protected]
         self.path: Path | None = None
+        self._lock = None
+        self._lock_path: Path | None = None
 
-    def __enter__(self) -> "StagingDir":
-        if self.target.exists() and not self.force:
-            raise UserError(f"output directory {self.target} exists; pass --force to replace it")
+    def check(self) -> None:
+        target = self.target.resolve()
         if self.target.exists() and not self.target.is_dir():
             raise UserError(f"output path {self.target} exists and is not a directory")
+        forbidden = [Path.cwd().resolve(), Path.home().resolve(), Path(target.anchor)]
+        if target in forbidden or Path.cwd().resolve().is_relative_to(target):
+            raise UserError(f"refusing to use {self.target} as the output directory: it is the working directory, one of "
+                            "its parents, the home directory or the root")
+        for path in self.protected:
+            if path.resolve().is_relative_to(target):
+                raise UserError(f"refusing to use {self.target} as the output directory: it holds {path}, an input of this build")
+        if self.target.exists():
+            if not self.force:
+                raise UserError(f"output directory {self.target} exists; pass --force to replace it")
+            if not _written_by_build(self.target):
+                raise UserError(f"{self.target} exists and is not a directory an earlier `mpc-export build` wrote "
+                                "(no manifest.json from it); --force replaces only such a directory")
+
+    def __enter__(self) -> "StagingDir":
+        self.check()
         parent = self.target.parent
         try:
             parent.mkdir(parents=True, exist_ok=True)
+            self._lock_path = parent / f".{self.target.name}.mpc-export-lock"
+            self._lock = open(self._lock_path, "w")
+            try:
+                fcntl.flock(self._lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except OSError:
+                self._lock.close()
+                self._lock = None
+                raise UserError(f"another mpc-export build is writing {self.target}; nothing written") from None
             self.path = Path(tempfile.mkdtemp(prefix=f".{self.target.name}.tmp-", dir=parent))
+            self.path.chmod(0o777 & ~_umask())
         except OSError as exc:
             raise UserError(f"cannot create output directory {self.target}: {exc.strerror}") from None
         return self
 
     def commit(self) -> None:
-        if self.target.exists():
-            shutil.rmtree(self.target)
-        self.path.rename(self.target)
+        """Move the staged build into place (see the class docstring)."""
+        for directory in [p for p in self.path.rglob("*") if p.is_dir()]:
+            directory.chmod(0o777 & ~_umask())
+        if self.target.exists() and not self.force:
+            raise UserError(f"{self.target} appeared while building; nothing replaced")
+        if not self.target.exists():
+            try:
+                os.rename(self.path, self.target)  # fails if a non-empty directory appeared meanwhile
+            except OSError:
+                raise UserError(f"{self.target} appeared while building; nothing replaced") from None
+        else:
+            self.check()
+            old = Path(tempfile.mkdtemp(prefix=f".{self.target.name}.old-", dir=self.target.parent))
+            os.rename(self.target, old / "build")
+            os.rename(self.path, self.target)
+            shutil.rmtree(old, ignore_errors=True)
         self.path = None
 
     def __exit__(self, exc_type, exc, tb) -> None:
         if self.path is not None and self.path.exists():
             shutil.rmtree(self.path, ignore_errors=True)
+        if self._lock is not None:
+            try:
+                self._lock_path.unlink()
+            except OSError:
+                pass
+            self._lock.close()
+
+
+def _written_by_build(directory: Path) -> bool:
+    try:
+        manifest = json.loads((directory / "manifest.json").read_text())
+    except (OSError, ValueError):
+        return False
+    return isinstance(manifest, dict) and manifest.get("tool") == "mpc-export"
 
 
 def write_text(root: Path, rel: str, text: str, executable: bool = False) -> dict:
