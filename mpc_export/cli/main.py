@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import sys
 from pathlib import Path
 from typing import List, Optional
@@ -347,21 +348,55 @@ def _plot(report: dict, path: Path) -> None:
     plt.close(fig)
 
 
+TRACEBACK_VARIABLE = "MPC_EXPORT_TRACEBACK"
+
+
+class Terminated(BaseException):
+    """SIGTERM, raised in the main thread so that every context manager (a staged build, a run's
+    players) cleans up on the way out."""
+
+
+def _on_sigterm(signum, frame):
+    raise Terminated()
+
+
+def _error(text: str) -> None:
+    """One line on stderr, printed as text (a message may hold brackets or colons: no markup, no emoji)."""
+    err_console.print("error: " + text, markup=False, emoji=False, highlight=False, soft_wrap=True)
+
+
 def main() -> None:
+    """Exit codes: 0 ok, 1 verification failed or an unexpected error, 2 bad input or usage, 130 Ctrl-C,
+    143 SIGTERM. An unexpected exception prints one line; MPC_EXPORT_TRACEBACK=1 shows the traceback."""
+    previous = signal.signal(signal.SIGTERM, _on_sigterm)
     try:
-        app(standalone_mode=False)
+        code = app(standalone_mode=False)  # typer turns Ctrl-C into a returned 130 in this mode
+        if code == 130:
+            raise KeyboardInterrupt
+        if isinstance(code, int) and code:
+            sys.exit(code)
     except (UserError, VerificationFailed) as exc:
-        err_console.print(f"[red]error:[/] {exc}", highlight=False, soft_wrap=True)
+        _error(str(exc))
         sys.exit(exc.exit_code)
-    except typer.Abort:
+    except (KeyboardInterrupt, typer.Abort):
+        _error("interrupted; nothing half-written is left (a build in progress was discarded)")
         sys.exit(130)
+    except Terminated:
+        _error("terminated; nothing half-written is left (a build in progress was discarded)")
+        sys.exit(143)
     except Exception as exc:  # typer's (vendored click) usage errors carry show() and exit_code
         if hasattr(exc, "show") and hasattr(exc, "exit_code"):
             exc.show()
             sys.exit(exc.exit_code)
         if type(exc).__name__ == "Exit" and hasattr(exc, "exit_code"):
             sys.exit(exc.exit_code)
-        raise
+        if os.environ.get(TRACEBACK_VARIABLE):
+            raise
+        _error(f"internal error {type(exc).__name__}: {str(exc).splitlines()[0][:200] if str(exc) else ''} "
+               f"(set {TRACEBACK_VARIABLE}=1 for the traceback)")
+        sys.exit(1)
+    finally:
+        signal.signal(signal.SIGTERM, previous)
 
 
 if __name__ == "__main__":
