@@ -27,6 +27,10 @@ def _attrs(node) -> dict:
     return {a.name: onnx.helper.get_attribute_value(a) for a in node.attribute}
 
 
+class _Downstream(Exception):
+    """A node reads a tensor of a refused node: skipped, since that node's problem is already reported."""
+
+
 class _Converter:
     def __init__(self, model, source: str):
         import onnx
@@ -37,9 +41,12 @@ class _Converter:
         self.source = source
         self.const: dict[str, np.ndarray] = {init.name: numpy_helper.to_array(init) for init in model.graph.initializer}
         self.alias: dict[str, str] = {}  # tensor name -> IR node name that produces it
+        self.skipped: set[str] = set()  # tensors of nodes refused (reported once, with every other problem)
         self.nodes: list[Node] = []
 
     def ir(self, tensor: str) -> str:
+        if tensor in self.skipped:
+            raise _Downstream()
         if tensor not in self.alias:
             raise UserError(f"{self.source}: tensor {tensor!r} is neither a constant nor produced by a supported node")
         return self.alias[tensor]
@@ -191,6 +198,56 @@ def _reduce_mean(c: _Converter, node) -> None:
     c.emit(node, "mean_pool", [node.input[0]])
 
 
+def _text(value) -> str:
+    return value.decode() if isinstance(value, bytes) else str(value)
+
+
+def _ones(value) -> bool:
+    return all(int(v) == 1 for v in value)
+
+
+def _zeros(value) -> bool:
+    return all(int(v) == 0 for v in value)
+
+
+# Every attribute (in any opset) of every op the front end accepts, with the values it honours. An
+# attribute outside this table, or a value its rule refuses, is refused by name before conversion:
+# nothing is silently ignored. (Rules that need several attributes together are in the handlers.)
+ANY = None  # honoured whatever its value (read by the handler, or without effect in inference)
+ATTRIBUTE_RULES = {
+    "Conv": {"auto_pad": lambda v: _text(v) == "NOTSET", "dilations": _ones, "group": lambda v: v == 1,
+             "kernel_shape": ANY, "pads": ANY, "strides": ANY},
+    "BatchNormalization": {"epsilon": ANY, "momentum": ANY, "training_mode": lambda v: v == 0, "is_test": ANY,
+                           "spatial": lambda v: v == 1, "consumed_inputs": ANY},
+    "Relu": {"consumed_inputs": ANY},
+    "AveragePool": {"auto_pad": lambda v: _text(v) == "NOTSET", "ceil_mode": lambda v: v == 0, "count_include_pad": ANY,
+                    "dilations": _ones, "kernel_shape": ANY, "pads": _zeros, "strides": ANY},
+    "MaxPool": {"auto_pad": lambda v: _text(v) == "NOTSET", "ceil_mode": lambda v: v == 0, "dilations": _ones,
+                "kernel_shape": ANY, "pads": _zeros, "storage_order": ANY, "strides": ANY},
+    "GlobalAveragePool": {},
+    "ReduceMean": {"axes": ANY, "keepdims": ANY, "noop_with_empty_axes": lambda v: v == 0},
+    "Flatten": {"axis": lambda v: v == 1},
+    "Reshape": {"allowzero": lambda v: v == 0, "consumed_inputs": ANY, "shape": lambda v: False},
+    "Gemm": {"alpha": ANY, "beta": ANY, "transA": ANY, "transB": ANY, "broadcast": ANY},
+    "MatMul": {},
+    "Add": {"consumed_inputs": ANY, "axis": lambda v: False, "broadcast": lambda v: False},
+    "Slice": {"axes": lambda v: False, "ends": lambda v: False, "starts": lambda v: False},
+    "Pad": {"mode": lambda v: _text(v) == "constant", "pads": ANY, "paddings": lambda v: False, "value": ANY},
+}
+
+
+def check_attributes(source: str, node) -> list[str]:
+    """The attributes of ``node`` this front end does not honour, each named with its value."""
+    rules = ATTRIBUTE_RULES.get(node.op_type, {})
+    problems = []
+    for name, value in _attrs(node).items():
+        if name not in rules:
+            problems.append(f"{node.op_type} {node.name or node.output[0]!r}: attribute {name} is not supported")
+        elif rules[name] is not ANY and not rules[name](value):
+            problems.append(f"{node.op_type} {node.name or node.output[0]!r}: attribute {name} = {_text(value)[:40]} is not supported")
+    return problems
+
+
 HANDLERS = {
     "Conv": _conv, "BatchNormalization": _batchnorm, "Relu": _simple("relu"), "AveragePool": _pool("avgpool"),
     "MaxPool": _pool("maxpool"), "GlobalAveragePool": _simple("mean_pool"), "ReduceMean": _reduce_mean,
@@ -227,12 +284,17 @@ def graph_from_onnx(path: Path) -> Graph:
             c.alias[node.output[0]] = c.ir(node.input[0])
             continue
         handler = HANDLERS.get(node.op_type)
-        if handler is None:
-            unsupported.append(f"{node.op_type} ({node.name or node.output[0]})")
-            continue
-        handler(c, node)
+        refused = [f"{node.op_type} ({node.name or node.output[0]!r})"] if handler is None else check_attributes(path.name, node)
+        if not refused:
+            try:
+                handler(c, node)
+                continue
+            except _Downstream:
+                refused = []
+        unsupported.extend(refused)
+        c.skipped.update(node.output)
     if unsupported:
-        raise UserError(f"{path}: unsupported ONNX op(s): {', '.join(unsupported[:5])}" + (" ..." if len(unsupported) > 5 else ""))
+        raise UserError(f"{path}: {len(unsupported)} unsupported ONNX node(s) or attribute(s): " + "; ".join(unsupported))
     outputs = [o.name for o in model.graph.output]
     if len(outputs) != 1 or c.alias.get(outputs[0]) != c.nodes[-1].name:
         raise UserError(f"{path}: expected one output produced by the last node")
