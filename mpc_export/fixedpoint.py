@@ -55,6 +55,12 @@ class Protocol:
     def as_dict(self) -> dict:
         return {"truncation": self.truncation, "convolution": self.convolution}
 
+    def disclosure(self, debug: bool) -> str:
+        """What each party learns beyond the output, in one plain sentence."""
+        printed = "every layer's output (a --debug build: for testing only)" if debug else "the logits the program prints"
+        return (f"Players 1 and 2 learn the program (the architecture and the tensor shapes) and {printed}; the weights "
+                f"and the input stay secret ({self.truncation} truncation and {self.convolution} convolutions reveal nothing more).")
+
 
 @dataclass(frozen=True)
 class FixedSpec:

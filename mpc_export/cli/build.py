@@ -111,6 +111,7 @@ def build(opts: BuildOptions, progress=None) -> dict:
                             "number_format": opts.number_format},
             # the choices the program was generated with; verify and run read them
             "protocol": fx.protocol.as_dict(),
+            "disclosure": fx.protocol.disclosure(opts.debug),
             "preprocessing": {"scale": "pixels / 255", "mean": graph.mean, "std": graph.std,
                               "formula": "(pixel / 255 - mean[c]) / std[c], then round(x * 2^F)" if graph.mean else "pixel / 255, then round(x * 2^F)"},
             "data_folder": data_folder(graph),

@@ -119,6 +119,7 @@ def _summary(m: dict) -> dict:
         "bytes": sum(f["bytes"] for f in files),
         "cost": m["cost"]["totals"],
         "protocol": m["protocol"],
+        "disclosure": m["disclosure"],
         "build_seconds": m["build_seconds"],
         "program": m["program"]["path"],
     }
@@ -152,9 +153,11 @@ def _print_summary(s: dict) -> None:
     for e in s["executions"]:
         console.print(f"execution {e['index']}: channel {e['channel']} <- {e['source']}; reference predicts class {e['predicted_class']}")
     c = s["cost"]
-    console.print(f"program {s['program']}: {s['protocol']['truncation']} truncation; {c['multiplications']:,} secret "
+    console.print(f"program {s['program']}: {s['protocol']['truncation']} truncation, {s['protocol']['convolution']} "
+                  f"convolutions; {c['multiplications']:,} secret "
                   f"multiplications, {c['truncations']:,} truncations, {c['comparisons']:,} comparisons; needs "
                   f"{c['triples']:,} triples, {c['bits']:,} random bits, {c['rounds']:,} rounds")
+    console.print(s["disclosure"], highlight=False)
     console.print(f"wrote {s['files']} files, {s['bytes']:,} bytes to {s['out']} in {s['build_seconds']} s")
 
 
