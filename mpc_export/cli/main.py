@@ -185,6 +185,9 @@ def verify(
     directory = _build_directory(directory)
     if limit is not None and limit < 1:
         raise UserError(f"--limit must be at least 1, got {limit}")
+    for flag, target in (("--json", json_path), ("--plot", plot)):  # before the work, not after it
+        if target is not None and not target.parent.is_dir():
+            raise UserError(f"{flag} {target}: folder {target.parent} does not exist")
     opts = VerifyOptions(directory=directory, inputs=list(input), dataset=dataset, limit=limit, model=model,
                          mpc_log=mpc_log, onnx=not no_onnx, min_agreement=min_agreement / 100.0, simulate_mpc=max(0, simulate_mpc),
                          trust_pickle=trust_pickle, trust_torchscript=trust_torchscript)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -59,12 +60,36 @@ def _check_overflow(graph, fx, trace: Trace) -> list[dict]:
     return report
 
 
-def _batches_from_dataset(path: Path, limit: int | None, batch: int):
+def load_dataset(path: Path, input_shape, classes: int):
+    """x (N, H, W, C) uint8 pixels and y (N,) integer labels in [0, classes): every other layout, dtype,
+    length or range is one clear error (checked before any work)."""
+    what = f"{path}: a data set must be an .npz with x (N, {input_shape[1]}, {input_shape[2]}, {input_shape[0]}) uint8 and y (N,) labels"
+    if not Path(path).is_file():
+        raise UserError(f"data set {path} not found" if not Path(path).exists() else f"data set {path} is not a file")
     try:
-        data = np.load(path)
+        data = np.load(path, allow_pickle=False)
+        missing = [key for key in ("x", "y") if key not in getattr(data, "files", ())]
+        if missing:
+            raise UserError(f"{what}; '{missing[0]}' is missing")
         x, y = data["x"], data["y"]
-    except (OSError, KeyError, ValueError) as exc:
-        raise UserError(f"{path}: not a data set .npz with x (N, 32, 32, 3) uint8 and y (N,): {exc}") from None
+    except (OSError, ValueError, EOFError, zipfile.BadZipFile) as exc:  # truncated, not a zip, object arrays
+        raise UserError(f"{what}; cannot read it: {str(exc).splitlines()[0][:120]}") from None
+    if x.dtype != np.uint8:
+        raise UserError(f"{what}; x is {x.dtype} (float pixels? scale them to 0-255 uint8)")
+    expected = (input_shape[1], input_shape[2], input_shape[0])
+    if x.ndim != 4 or tuple(x.shape[1:]) != expected:
+        raise UserError(f"{what}; x has shape {tuple(x.shape)} (NCHW? this needs NHWC)")
+    if y.ndim != 1 or len(y) != len(x):
+        raise UserError(f"{what}; y has shape {tuple(y.shape)} for {len(x)} images")
+    if y.dtype.kind not in "iu" or (len(y) and (int(y.min()) < 0 or int(y.max()) >= classes)):
+        raise UserError(f"{what}; labels must be integers in 0..{classes - 1}")
+    if len(x) == 0:
+        raise UserError(f"{what}; it holds no images")
+    return x, y
+
+
+def _batches_from_dataset(data, limit: int | None, batch: int):
+    x, y = data
     n = len(x) if limit is None else min(limit, len(x))
     for start in range(0, n, batch):
         stop = min(start + batch, n)
@@ -130,7 +155,8 @@ def verify(opts: VerifyOptions, progress=None) -> dict:
     if opts.dataset:
         correct_float = correct_fixed = agree = seen = 0
         worst_logit = 0.0
-        for pixels, yb, total in _batches_from_dataset(opts.dataset, opts.limit, opts.batch):
+        dataset = load_dataset(opts.dataset, graph.input_shape, int(np.prod(graph.output.shape)))
+        for pixels, yb, total in _batches_from_dataset(dataset, opts.limit, opts.batch):
             xb = graph.preprocess(pixels)
             fixed = run_fixed(graph, fx, encode(xb, fx.frac_bits), trace)
             flt = float_model(xb)

@@ -51,7 +51,8 @@ class ChannelMap:
 
 def _pair(table: dict, key: str, where: str) -> tuple[int, int]:
     value = table.get(key)
-    if not (isinstance(value, list) and len(value) == 2 and all(isinstance(v, int) for v in value) and value[0] <= value[1]):
+    if not (isinstance(value, list) and len(value) == 2 and all(isinstance(v, int) and not isinstance(v, bool) for v in value)
+            and value[0] <= value[1]):
         raise UserError(f"{where}: [ranges] {key} must be [first, last] channel numbers")
     return value[0], value[1]
 
@@ -83,10 +84,23 @@ def channel_map_from_manifest(recorded: dict) -> ChannelMap:
 def channel_map_from_data(data: dict, path) -> ChannelMap:
     """Validate a channel map's content (parsed TOML, or what a manifest recorded)."""
     ranges = data.get("ranges", {})
+    if not isinstance(ranges, dict):
+        raise UserError(f"{path}: [ranges] must be a table")
     params_range = _pair(ranges, "parameters", str(path))
     reserved = _pair(ranges, "reserved", str(path)) if "reserved" in ranges else (0, -1)
     inputs = _pair(ranges, "inputs", str(path))
+    for label, (lo, hi) in (("parameters", params_range), ("inputs", inputs), ("reserved", reserved)):
+        if lo > hi:
+            continue
+        if lo < 1 or hi >= 2**32:
+            raise UserError(f"{path}: [ranges] {label} must be channel numbers from 1 to 2^32 - 1 (channel 0 is the console)")
+    if not (inputs[1] < params_range[0] or inputs[0] > params_range[1]):
+        raise UserError(f"{path}: [ranges] inputs {inputs[0]}-{inputs[1]} overlap the parameter range {params_range[0]}-{params_range[1]}")
+    if reserved[0] <= reserved[1] and not (inputs[1] < reserved[0] or inputs[0] > reserved[1]):
+        raise UserError(f"{path}: [ranges] inputs {inputs[0]}-{inputs[1]} overlap the reserved range {reserved[0]}-{reserved[1]}")
     kinds = data.get("order", {}).get("kinds", list(KIND_FOLDERS))
+    if not isinstance(kinds, list) or not all(isinstance(k, str) for k in kinds):
+        raise UserError(f"{path}: [order] kinds must be a list of names")
     if sorted(kinds) != sorted(KIND_FOLDERS):
         raise UserError(f"{path}: [order] kinds must list {', '.join(KIND_FOLDERS)} once each")
     params = data.get("parameters")

@@ -35,7 +35,7 @@ class StagingDir:
 
     The build is written into a temporary sibling of ``target``; ``commit`` moves it into place. Without
     ``force`` the move fails if anything appeared at ``target`` meanwhile. With ``force`` only a directory
-    an earlier build wrote (its manifest.json says tool "mpc-export") is replaced, never the working
+    an earlier build wrote (its manifest.json says tool "mpc-export"), or an empty one, is replaced, never the working
     directory or one of its parents, the home directory, the root, or a directory holding the model or an
     input (``protected``); the swap moves the old build aside, moves the new one in, then deletes the
     old one, so an interruption leaves one complete build (and at worst a hidden ``.<name>.old-*``). A
@@ -64,9 +64,9 @@ class StagingDir:
         if self.target.exists():
             if not self.force:
                 raise UserError(f"output directory {self.target} exists; pass --force to replace it")
-            if not _written_by_build(self.target):
+            if not _written_by_build(self.target) and any(self.target.iterdir()):
                 raise UserError(f"{self.target} exists and is not a directory an earlier `mpc-export build` wrote "
-                                "(no manifest.json from it); --force replaces only such a directory")
+                                "(no manifest.json from it); --force replaces only such a directory, or an empty one")
 
     def __enter__(self) -> "StagingDir":
         self.check()

@@ -22,9 +22,41 @@ def read_manifest(directory: Path) -> dict:
     if not path.is_file():
         raise UserError(f"{directory}: no manifest.json (is this a directory written by `mpc-export build`?)")
     try:
-        return json.loads(path.read_text())
-    except json.JSONDecodeError as exc:
+        manifest = json.loads(path.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
         raise VerificationFailed(f"{path}: not valid JSON: {exc}") from None
+    check_manifest_shape(manifest)
+    return manifest
+
+
+# the keys verify, run and cost read, with the JSON type each must have
+REQUIRED = {"model": dict, "fixed_point": dict, "protocol": dict, "files": list, "program": dict, "executions": list,
+            "channel_map": dict, "data_folder": str, "cost": dict}
+REQUIRED_IN = {"model": {"path": str, "sha256": str}, "program": {"name": str, "path": str},
+               "fixed_point": {"frac_bits": int, "total_bits": int, "kappa": int, "prime_bits": int,
+                               "reading_precision": int, "number_format": str}}
+
+
+def check_manifest_shape(manifest) -> None:
+    """Every key the commands read, with its type: a missing or mistyped one is one clear error."""
+    if not isinstance(manifest, dict):
+        raise VerificationFailed("manifest.json: not a JSON object")
+    for key, kind in REQUIRED.items():
+        if not isinstance(manifest.get(key), kind):
+            hint = " (a build from an older mpc-export? rebuild it)" if key == "protocol" else ""
+            raise VerificationFailed(f"manifest.json: {key!r} is missing or not a {kind.__name__}{hint}")
+    for key, fields in REQUIRED_IN.items():
+        for field, kind in fields.items():
+            if not isinstance(manifest[key].get(field), kind) or isinstance(manifest[key].get(field), bool):
+                raise VerificationFailed(f"manifest.json: {key}.{field} is missing or not a {kind.__name__}")
+    for index, entry in enumerate(manifest["files"]):
+        if not isinstance(entry, dict) or not isinstance(entry.get("path"), str) or not isinstance(entry.get("role"), str):
+            raise VerificationFailed(f"manifest.json: files[{index}] needs a path and a role")
+        if entry["role"] in CHECKED_ROLES and not (isinstance(entry.get("sha256"), str) and isinstance(entry.get("reading_precision"), int)):
+            raise VerificationFailed(f"manifest.json: files[{index}] ({entry['path']}) needs sha256 and reading_precision")
+    for index, execution in enumerate(manifest["executions"]):
+        if not isinstance(execution, dict) or not isinstance(execution.get("index"), int) or not isinstance(execution.get("path"), str):
+            raise VerificationFailed(f"manifest.json: executions[{index}] needs an index and a path")
 
 
 def _where(entry: dict) -> str:

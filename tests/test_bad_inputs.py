@@ -1,0 +1,98 @@
+"""One clear line for every bad input, exit 2, nothing written: data sets, MPC logs, channel maps,
+manifests missing keys, --json/--plot into a missing folder (checked before the work starts)."""
+
+import json
+
+import numpy as np
+import pytest
+
+from conftest import SEED_MODEL, run_cli
+
+
+@pytest.fixture(scope="module")
+def seed_dir(tmp_path_factory):
+    from mpc_export.cli.build import BuildOptions, build
+
+    out = tmp_path_factory.mktemp("bad") / "seed"
+    build(BuildOptions(model=SEED_MODEL, out=out))
+    return out
+
+
+def one_line(code, err, text):
+    assert code == 2, err
+    lines = err.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: ") and text in lines[0], err
+
+
+def _npz(path, **arrays):
+    np.savez(path, **arrays)
+    return path
+
+
+GOOD_X = np.zeros((4, 32, 32, 3), np.uint8)
+GOOD_Y = np.array([0, 1, 2, 3], np.uint8)
+
+
+@pytest.mark.parametrize("make,text", [
+    (lambda t: _npz(t / "d.npz", x=GOOD_X.astype(np.float32) / 255, y=GOOD_Y), "float pixels"),
+    (lambda t: _npz(t / "d.npz", x=GOOD_X.transpose(0, 3, 1, 2), y=GOOD_Y), "NCHW"),
+    (lambda t: _npz(t / "d.npz", x=GOOD_X, y=GOOD_Y[:3]), "y has shape (3,) for 4 images"),
+    (lambda t: _npz(t / "d.npz", x=GOOD_X, y=np.array([0, 1, 2, 10])), "labels must be integers in 0..9"),
+    (lambda t: _npz(t / "d.npz", x=GOOD_X), "'y' is missing"),
+    (lambda t: (t / "d.npz").write_bytes(_npz(t / "full.npz", x=GOOD_X, y=GOOD_Y).read_bytes()[:300]) and t / "d.npz", "cannot read it"),
+    (lambda t: t / "absent.npz", "not found"),
+])
+def test_bad_data_sets(make, text, seed_dir, tmp_path, capsys):
+    path = make(tmp_path)
+    code, _, err = run_cli(["verify", seed_dir, "--dataset", path, "--no-onnx"], capsys)
+    one_line(code, err, text)
+
+
+@pytest.mark.parametrize("make,text", [
+    (lambda t: t / "absent.log", "not found"),
+    (lambda t: t, "is not a file"),
+    (lambda t: (t / "dup.log").write_text("LOGIT 0 1 5\nLOGIT 0 1 6\n") and t / "dup.log", "printed twice with different values"),
+    (lambda t: (t / "none.log").write_text("nothing here\n") and t / "none.log", "no LOGIT lines"),
+])
+def test_bad_mpc_logs(make, text, seed_dir, tmp_path, capsys):
+    code, _, err = run_cli(["verify", seed_dir, "--no-onnx", "--mpc-log", make(tmp_path)], capsys)
+    one_line(code, err, text)
+
+
+@pytest.mark.parametrize("flag", ["--json", "--plot"])
+def test_report_into_a_missing_folder_is_refused_before_the_work(flag, seed_dir, tmp_path, capsys):
+    code, out, err = run_cli(["verify", seed_dir, "--no-onnx", flag, tmp_path / "missing" / "r.out"], capsys)
+    one_line(code, err, "does not exist")
+    assert "verified" not in out
+
+
+@pytest.mark.parametrize("edit,text", [
+    (lambda t: t.replace("parameters = [100020, 100049]", "parameters = [-5, 100049]"), "from 1 to 2^32 - 1"),
+    (lambda t: t.replace("parameters = [100020, 100049]", "parameters = [100020, 5000000000]"), "from 1 to 2^32 - 1"),
+    (lambda t: t.replace("inputs = [90050, 90059]", "inputs = [100040, 100049]"), "overlap the parameter range"),
+    (lambda t: t.replace("inputs = [90050, 90059]", "inputs = [true, 90059]"), "must be [first, last]"),
+])
+def test_bad_channel_maps(edit, text, tmp_path, capsys):
+    from pathlib import Path
+
+    source = (Path(__file__).resolve().parents[1] / "mpc_export" / "export" / "channel_map.toml").read_text()
+    edited = edit(source)
+    assert edited != source
+    path = tmp_path / "map.toml"
+    path.write_text(edited)
+    code, _, err = run_cli(["build", SEED_MODEL, "--out", tmp_path / "out", "--channel-map", path], capsys)
+    one_line(code, err, text)
+    assert not (tmp_path / "out").exists()
+
+
+@pytest.mark.parametrize("key", ["fixed_point", "files", "program", "executions", "channel_map", "protocol"])
+def test_manifest_missing_a_key(key, seed_dir, tmp_path, capsys):
+    import shutil
+
+    copy = tmp_path / "copy"
+    shutil.copytree(seed_dir, copy)
+    manifest = json.loads((copy / "manifest.json").read_text())
+    del manifest[key]
+    (copy / "manifest.json").write_text(json.dumps(manifest))
+    code, _, err = run_cli(["verify", copy, "--no-onnx"], capsys)
+    assert code in (1, 2) and len(err.strip().splitlines()) == 1 and "manifest.json" in err, err
