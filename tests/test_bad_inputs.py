@@ -96,3 +96,36 @@ def test_manifest_missing_a_key(key, seed_dir, tmp_path, capsys):
     (copy / "manifest.json").write_text(json.dumps(manifest))
     code, _, err = run_cli(["verify", copy, "--no-onnx"], capsys)
     assert code in (1, 2) and len(err.strip().splitlines()) == 1 and "manifest.json" in err, err
+
+
+def test_images_declaring_huge_sizes_are_refused_from_the_header(tmp_path, capsys):
+    """A tiny file must not make the tool allocate much: the header's size is checked before decoding."""
+    import struct
+    import zlib
+
+    def chunk(kind, data):
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data) & 0xFFFFFFFF)
+
+    png = tmp_path / "bomb.png"  # a valid PNG header claiming 5000 x 5000 RGB pixels, 100 bytes on disk
+    png.write_bytes(b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", 5000, 5000, 8, 2, 0, 0, 0))
+                    + chunk(b"IDAT", zlib.compress(b"")) + chunk(b"IEND", b""))
+    npy = tmp_path / "bomb.npy"
+    header = "{'descr': '<f8', 'fortran_order': False, 'shape': (3, 100000, 100000), }"
+    npy.write_bytes(b"\x93NUMPY\x01\x00" + struct.pack("<H", 118) + header.ljust(117).encode() + b"\n")
+    for path in (png, npy):
+        code, _, err = run_cli(["build", SEED_MODEL, "--out", tmp_path / "out", "--input", path], capsys)
+        one_line(code, err, "refused before decoding")
+        assert not (tmp_path / "out").exists()
+
+
+def test_onnx_declaring_a_huge_input_is_refused(tmp_path, capsys):
+    import onnx
+    from onnx import TensorProto, helper
+
+    graph = helper.make_graph([helper.make_node("Relu", ["x"], ["y"])], "g",
+                              [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 3, 100000, 100000])],
+                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 3, 100000, 100000])])
+    path = tmp_path / "huge.onnx"
+    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]), str(path))
+    code, _, err = run_cli(["build", path, "--out", tmp_path / "out"], capsys)
+    one_line(code, err, "refused")

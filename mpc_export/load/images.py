@@ -9,22 +9,38 @@ import numpy as np
 
 from ..errors import UserError
 
+MAX_IMAGE_FILE_BYTES = 16 * 2**20  # an input image is a few KB; bounds what a file makes the tool read
+MAX_IMAGE_VALUES = 2**20  # values of one image, checked from the header before decoding
+
+
+def _check_header_size(path: Path, shape, what: str) -> None:
+    count = int(np.prod([int(v) for v in shape])) if len(shape) else 1
+    if count > MAX_IMAGE_VALUES:
+        raise UserError(f"{path}: {what} declares {count:,} values ({' x '.join(str(v) for v in shape)}), more than an "
+                        f"input image can hold ({MAX_IMAGE_VALUES:,}); refused before decoding")
+
 
 def _png(path: Path) -> np.ndarray:
     from PIL import Image, UnidentifiedImageError
 
     try:
-        with Image.open(path) as img:
+        with Image.open(path) as img:  # reads the header only
+            _check_header_size(path, (img.size[1], img.size[0], len(img.getbands())), "the image header")
             if img.mode not in ("RGB",):
                 raise UserError(f"{path}: image mode {img.mode}, expected an RGB image")
             arr = np.asarray(img, dtype=np.uint8)
-    except (UnidentifiedImageError, OSError) as exc:
+    except (UnidentifiedImageError, OSError, Image.DecompressionBombError, ValueError) as exc:
         raise UserError(f"{path}: not a readable image: {exc}") from None
     return arr.transpose(2, 0, 1).astype(np.float64) / 255.0
 
 
 def _npy(path: Path) -> np.ndarray:
     try:
+        with open(path, "rb") as fh:  # the header first: shape and dtype, before any data is read
+            version = np.lib.format.read_magic(fh)
+            read_header = np.lib.format.read_array_header_1_0 if version == (1, 0) else np.lib.format.read_array_header_2_0
+            shape, _, _ = read_header(fh)
+        _check_header_size(path, shape, "the .npy header")
         arr = np.load(path, allow_pickle=False)
     except (ValueError, OSError, EOFError) as exc:
         raise UserError(f"{path}: not a readable .npy array: {exc}") from None
@@ -59,6 +75,11 @@ def load_image(path: str | Path, shape: tuple[int, ...]) -> np.ndarray:
         raise UserError(f"{path}: unsupported image type {path.suffix!r} (use .png, .npy or .pt)")
     if not path.is_file():
         raise UserError(f"input image not found: {path}")
+    size = path.stat().st_size
+    if size == 0:
+        raise UserError(f"{path}: the file is empty")
+    if size > MAX_IMAGE_FILE_BYTES:
+        raise UserError(f"{path}: {size:,} bytes, more than an input image needs ({MAX_IMAGE_FILE_BYTES:,}); refused")
     arr = reader(path)
     if arr.ndim == len(shape) + 1 and arr.shape[0] == 1:
         arr = arr[0]

@@ -248,6 +248,9 @@ def check_attributes(source: str, node) -> list[str]:
     return problems
 
 
+MAX_INPUT_VALUES = 2**18  # 512 x 512 x 1 or 3 x 256 x 341: far above CIFAR's 3 x 32 x 32; bounds every allocation
+
+
 HANDLERS = {
     "Conv": _conv, "BatchNormalization": _batchnorm, "Relu": _simple("relu"), "AveragePool": _pool("avgpool"),
     "MaxPool": _pool("maxpool"), "GlobalAveragePool": _simple("mean_pool"), "ReduceMean": _reduce_mean,
@@ -274,6 +277,9 @@ def graph_from_onnx(path: Path) -> Graph:
     if len(shape) != 4 or any(v is None or v <= 0 for v in shape[1:]):
         raise UserError(f"{path}: input {inputs[0].name} has dynamic or non-NCHW shape "
                         f"{[d.dim_param or d.dim_value for d in dims]}; export with a fixed C x H x W")
+    if shape[1] * shape[2] * shape[3] > MAX_INPUT_VALUES or shape[1] > 64:
+        raise UserError(f"{path}: input {inputs[0].name!r} declares C x H x W = {shape[1]} x {shape[2]} x {shape[3]}; "
+                        f"refused (a CIFAR-style input has at most 64 channels and {MAX_INPUT_VALUES:,} values)")
     c.nodes.append(Node("input", "input", []))
     c.alias[inputs[0].name] = "input"
     unsupported = []
