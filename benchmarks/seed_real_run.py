@@ -69,6 +69,7 @@ def main() -> None:
             "model": "pruned_resnet_cifar10 (seed, examples/pruned_resnet_cifar10.pth)",
             "image": str(args.image.name),
             "truncation": args.truncation,
+            "protocol": manifest["protocol"],
             "triples": triples,
             "bits": bits,
             "cost_report": {k: manifest["cost"]["totals"][k] for k in ("multiplications", "truncations", "comparisons", "triples", "bits", "rounds")},

@@ -41,13 +41,15 @@ def _logged_logits(out):
     return {(int(e), int(j)): int(v) for e, j, v in re.findall(r"LOGIT (\d+) (\d+) (-?\d+)", log)}
 
 
-@pytest.mark.parametrize("module_cls", [SmallAvg, SmallResidual], ids=["conv_avgpool_linear", "residual_maxpool"])
-def test_real_run_in_exact_mode_equals_the_reference(module_cls, runtime, tmp_path, capsys):
-    """Exact truncation (the default): every logit equal to the reference; the residual model's program
-    also prints every layer (--debug), each equal too. Each player runs in its own root, and only player
-    0's holds the P0 files: players 1 and 2 complete the run without them."""
+@pytest.mark.parametrize("module_cls,convolution", [(SmallAvg, "winograd"), (SmallAvg, "direct"), (SmallResidual, "winograd")],
+                         ids=["conv_avgpool_linear_winograd", "conv_avgpool_linear_direct", "residual_maxpool_winograd"])
+def test_real_run_in_exact_mode_equals_the_reference(module_cls, convolution, runtime, tmp_path, capsys):
+    """Exact truncation (the default): every logit equal to the reference, with Winograd (the default)
+    and with direct convolutions; the residual model's program also prints every layer (--debug), each
+    equal too. Each player runs in its own root, and only player 0's holds the P0 files: players 1 and 2
+    complete the run without them."""
     debug = module_cls is SmallResidual
-    out = build_small(module_cls, tmp_path, capsys, debug=debug)
+    out = build_small(module_cls, tmp_path, capsys, debug=debug, extra=["--convolution", convolution])
     code, stdout, err = run_cli(["run", out, "--runtime", runtime, "--compiler", need_shared(COMPILER_DIR), "--timeout", "300",
                                  "--keep"], capsys)
     assert code == 0, stdout + err
