@@ -119,6 +119,8 @@ def _flatten(c: _Converter, node) -> None:
         raise UserError(f"{c.source}: Flatten {node.name}: only axis 1 is supported")
     if node.op_type == "Reshape":
         shape = [int(v) for v in c.const[node.input[1]]]
+        if _attrs(node).get("allowzero", 0) and 0 in shape:  # a literal zero-sized axis, not "copy this one"
+            raise UserError(f"{c.source}: Reshape {node.name}: attribute allowzero = 1 with a 0 in the shape {shape} is not supported")
         if len(shape) != 2 or shape[0] not in (1, -1, 0) and shape[1] != -1:
             raise UserError(f"{c.source}: Reshape {node.name} to {shape}: only flattening to (N, features) is supported")
     c.emit(node, "flatten", [node.input[0]])
@@ -227,7 +229,7 @@ ATTRIBUTE_RULES = {
     "GlobalAveragePool": {},
     "ReduceMean": {"axes": ANY, "keepdims": ANY, "noop_with_empty_axes": lambda v: v == 0},
     "Flatten": {"axis": lambda v: v == 1},
-    "Reshape": {"allowzero": lambda v: v == 0, "consumed_inputs": ANY, "shape": lambda v: False},
+    "Reshape": {"allowzero": ANY, "consumed_inputs": ANY, "shape": lambda v: False},  # allowzero: see _flatten
     "Gemm": {"alpha": ANY, "beta": ANY, "transA": ANY, "transB": ANY, "broadcast": ANY},
     "MatMul": {},
     "Add": {"consumed_inputs": ANY, "axis": lambda v: False, "broadcast": lambda v: False},
