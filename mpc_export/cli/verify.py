@@ -15,7 +15,7 @@ from ..load.torch_models import torch_module
 from ..fixedpoint import bits_of, decode, encode
 from ..reference.run import Trace, run_fixed, run_float
 from ..verify.crosscheck import OnnxOracle, export_onnx, torch_layer_outputs
-from ..verify.rederive import rederive
+from ..verify.rederive import input_values, rederive
 from ..verify.reference import load_reference
 from ..verify.layers import LayerTable
 from ..verify.mpc_log import parse_debug_log, parse_mpc_log
@@ -175,7 +175,7 @@ def verify(opts: VerifyOptions, progress=None) -> dict:
                       agreement=agree / seen, worst_logit_err=worst_logit, dataset=str(opts.dataset))
     else:
         executions = sorted(manifest["executions"], key=lambda e: e["index"])
-        x_int = [parsed[e["path"]].reshape(graph.input_shape) for e in executions]
+        x_int = [input_values(parsed, e["path"], graph.input_shape) for e in executions]
         x_int += [encode(graph.preprocess(load_image(p, graph.input_shape)), fx.frac_bits) for p in opts.inputs]
         x_int = np.stack(x_int)
         x_real = decode(x_int, fx.frac_bits)

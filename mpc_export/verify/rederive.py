@@ -59,7 +59,7 @@ def rederive(directory: Path, manifest: dict, graph, fx, parsed: dict) -> list[s
         raise VerificationFailed("manifest.json: executions must be numbered 0, 1, ...")
     inputs = [input_file(graph, cmap, e["index"]) for e in executions]
     by_role = {f["path"]: f for f in manifest["files"]}
-    x_int = np.stack([parsed[i.path].reshape(graph.input_shape) if i.path in parsed else _missing(i.path) for i in inputs])
+    x_int = np.stack([input_values(parsed, i.path, graph.input_shape) for i in inputs])
     outputs = run_fixed(graph, fx, x_int)
     sources = [str(e.get("source", "")) for e in executions]
     debug = bool(manifest["program"].get("debug", False))
@@ -91,5 +91,12 @@ def rederive(directory: Path, manifest: dict, graph, fx, parsed: dict) -> list[s
             f"({', '.join(f'{n} {role}' for role, n in roles.items())}); no unlisted file; every path inside the directory"]
 
 
-def _missing(path: str):
-    raise VerificationFailed(f"{path}: input file missing from the manifest")
+def input_values(parsed: dict, path: str, shape) -> np.ndarray:
+    """An input file's integers as one CHW sample; a file of another size is refused, naming it."""
+    if path not in parsed:
+        raise VerificationFailed(f"{path}: input file missing from the manifest")
+    values = parsed[path]
+    if values.size != int(np.prod(shape)):
+        raise VerificationFailed(f"{path}: {values.size} values, the model's input holds {int(np.prod(shape))} (C x H x W = "
+                                 f"{' x '.join(str(v) for v in shape)})")
+    return values.reshape(shape)
