@@ -13,10 +13,8 @@ run it alone on the machine.
 from __future__ import annotations
 
 import argparse
-import ast
 import json
 import os
-import subprocess
 import tempfile
 import time
 from pathlib import Path
@@ -26,16 +24,10 @@ import numpy as np
 from mpc_export.cli.build import BuildOptions, build
 from mpc_export.fixedpoint import FixedSpec, Protocol
 from mpc_export.run.runtime import RunOptions, run
+from runtime_scaling import requirement  # the compiler's count, one helper for both benchmarks
 
 ROOT = Path(__file__).resolve().parents[1]
 SHARED = ROOT.parent / "shared"
-
-
-def requirement(program: Path) -> tuple[int, int]:
-    """(triples, random bits) the real MAMBA compiler says the program requires."""
-    proc = subprocess.run([str(SHARED / "tools" / "mamba-compile"), str(program)], capture_output=True, text=True, check=True)
-    need = ast.literal_eval(json.loads(proc.stdout.strip().splitlines()[-1])["requires"])
-    return need.get(("modp", "triple"), 0), need.get(("modp", "bit"), 0)
 
 
 def main() -> None:

@@ -73,7 +73,8 @@ def build(opts: BuildOptions, progress=None) -> dict:
     cmap = load_channel_map(opts.channel_map)
     if len(opts.inputs) > cmap.max_inputs:
         raise UserError(f"{len(opts.inputs)} inputs given; the channel map has {cmap.max_inputs} input channels (one per execution)")
-    StagingDir(opts.out, opts.force, protected=[opts.model, *opts.inputs]).check()  # fail fast, before loading
+    output = StagingDir(opts.out, opts.force, protected=[opts.model, *opts.inputs])
+    output.check()  # fail fast, before loading; checked again at commit
 
     float_graph = load_model(opts.model, trust_pickle=opts.trust_pickle, trust_torchscript=opts.trust_torchscript)
     apply_preprocessing(float_graph, opts.mean, opts.std)
@@ -90,7 +91,7 @@ def build(opts: BuildOptions, progress=None) -> dict:
     inputs = [input_file(graph, cmap, n) for n in range(len(images))]
 
     files = []
-    with StagingDir(opts.out, opts.force, protected=[opts.model, *opts.inputs]) as staging:
+    with output as staging:
         root = staging.path
         products = all_products(graph, fx, opts.number_format, params, inputs, x_int, outputs, sources, opts.debug)
         for product in products:

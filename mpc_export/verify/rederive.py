@@ -58,20 +58,19 @@ def rederive(directory: Path, manifest: dict, graph, fx, parsed: dict) -> list[s
     if [e["index"] for e in executions] != list(range(len(executions))):
         raise VerificationFailed("manifest.json: executions must be numbered 0, 1, ...")
     inputs = [input_file(graph, cmap, e["index"]) for e in executions]
-    by_role = {f["path"]: f for f in manifest["files"]}
+    listed_entries = {f["path"]: f for f in manifest["files"]}
     x_int = np.stack([input_values(parsed, i.path, graph.input_shape) for i in inputs])
     outputs = run_fixed(graph, fx, x_int)
     sources = [str(e.get("source", "")) for e in executions]
     debug = bool(manifest["program"].get("debug", False))
     products = all_products(graph, fx, manifest["fixed_point"]["number_format"], params, inputs, x_int, outputs, sources, debug)
     derived = {p.path: p for p in products}
-    listed = set(by_role)
-    if listed != set(derived):
-        extra, missing = sorted(listed - set(derived)), sorted(set(derived) - listed)
+    if set(listed_entries) != set(derived):
+        extra, missing = sorted(set(listed_entries) - set(derived)), sorted(set(derived) - set(listed_entries))
         raise VerificationFailed(f"manifest.json lists files the model and options do not produce ({', '.join(extra[:3])})"
                                  if extra else f"manifest.json omits {', '.join(missing[:3])}, which build writes")
     for path, product in derived.items():
-        entry = by_role[path]
+        entry = listed_entries[path]
         for key in ("role", "channel", "count", "execution"):
             if key in product.entry and entry.get(key) != product.entry[key]:
                 raise VerificationFailed(f"{path}: manifest says {key} {entry.get(key)!r}, the build gives {product.entry[key]!r}")
