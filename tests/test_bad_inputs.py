@@ -129,3 +129,27 @@ def test_onnx_declaring_a_huge_input_is_refused(tmp_path, capsys):
     onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]), str(path))
     code, _, err = run_cli(["build", path, "--out", tmp_path / "out"], capsys)
     one_line(code, err, "refused")
+
+
+@pytest.mark.parametrize("code_entry", [False, True], ids=["state_dict-zip", "torchscript-zip"])
+def test_a_small_archive_that_unpacks_to_gigabytes_is_refused_before_unpacking(code_entry, tmp_path, capsys):
+    """A zip bomb: 20 MB of zeros compress to ~20 KB. With the bound lowered to 1 MB (the real one is 1 GiB,
+    too slow to compress in a test) the file is refused from its headers; torch never reads it."""
+    import zipfile
+
+    import mpc_export.load.model as model_loader
+
+    bomb = tmp_path / "bomb.pt"
+    with zipfile.ZipFile(bomb, "w", compression=zipfile.ZIP_DEFLATED) as archive:
+        if code_entry:
+            archive.writestr("bomb/code/__torch__.py", "")
+        archive.writestr("bomb/data/0", bytes(20 * 2**20))
+    assert bomb.stat().st_size < 2**20
+    old = model_loader.MAX_MODEL_BYTES
+    model_loader.MAX_MODEL_BYTES = 2**20
+    try:
+        code, out, err = run_cli(["build", bomb, "--out", tmp_path / "out", "--trust-torchscript"], capsys)
+    finally:
+        model_loader.MAX_MODEL_BYTES = old
+    one_line(code, err, "refused before unpacking")
+    assert not (tmp_path / "out").exists()

@@ -12,6 +12,25 @@ from ..errors import UserError
 from ..ir import Graph
 from .state_dict import graph_from_state_dict
 
+MAX_MODEL_BYTES = 2**30  # a CIFAR-10 ResNet-18 is 45 MB; bounds what a model file (or its unpacked zip) makes us read
+
+
+def check_model_size(path: Path, what: str = "model file") -> None:
+    """Refuse a file, or a zip whose entries unpack to, more than MAX_MODEL_BYTES, before anything reads
+    it: a tiny compressed archive (a torch zip, a TorchScript file) must not make the tool allocate GBs."""
+    size = path.stat().st_size
+    if size > MAX_MODEL_BYTES:
+        raise UserError(f"{path}: a {what} of {size:,} bytes, more than a CIFAR-10 CNN needs ({MAX_MODEL_BYTES:,}); refused")
+    if zipfile.is_zipfile(path):
+        try:
+            with zipfile.ZipFile(path) as archive:
+                unpacked = sum(info.file_size for info in archive.infolist())
+        except (zipfile.BadZipFile, OSError) as exc:
+            raise UserError(f"{path}: not a readable zip archive: {exc}") from None
+        if unpacked > MAX_MODEL_BYTES:
+            raise UserError(f"{path}: its archive unpacks to {unpacked:,} bytes, more than a CIFAR-10 CNN needs "
+                            f"({MAX_MODEL_BYTES:,}); refused before unpacking")
+
 
 def _read_state_dict(path: Path, trust_pickle: bool = False):
     """The state_dict as float64 numpy arrays; with trust_pickle a pickled nn.Module is returned as is."""
@@ -74,6 +93,7 @@ def _module_to_onnx_graph(module, path: Path, shape=(1, 3, 32, 32)) -> Graph:
                 torch.onnx.export(module.eval(), torch.zeros(shape), str(target), dynamo=False)
         except Exception as exc:  # the exporter raises many kinds
             raise UserError(f"{path}: cannot trace the module to ONNX: {str(exc).splitlines()[0][:160]}") from None
+        check_model_size(target, "traced module")
         graph = graph_from_onnx(target)
     graph.description = f"{path.name} (module, via ONNX)"
     return graph
@@ -92,6 +112,7 @@ def load_model(path: str | Path, trust_pickle: bool = False, trust_torchscript: 
         raise UserError(f"model path is not a file: {path}")
     if path.stat().st_size == 0:
         raise UserError(f"model file is empty: {path}")
+    check_model_size(path)
     kind = model_format(path)
     if kind == "onnx":
         from .onnx_frontend import graph_from_onnx
