@@ -139,6 +139,56 @@ def float_oracles(graph, model_path: Path, with_onnx: bool):
     return (lambda x: run_float(graph, x)), oracle
 
 
+def with_quantized_weights(graph, fx):
+    """The same graph with every parameter replaced by its fixed-point value decoded back to a real
+    (round(p * 2^F) / 2^F): run in float, it isolates what weight quantization alone costs."""
+    import copy
+    import dataclasses
+
+    quantized = copy.copy(graph)
+    quantized.nodes = [dataclasses.replace(node, params={k: decode(v, fx.frac_bits) for k, v in node.qparams.items()})
+                       if node.qparams else node for node in graph.nodes]
+    return quantized
+
+
+STAGES = (("float", "float model"), ("float_quantized_weights", "float, weights at 2^-F"),
+          ("fixed", "fixed-point reference"))
+
+
+class StagedAccuracy:
+    """Accuracy and argmax agreement at each stage of the export, so that a loss is attributed to weight
+    quantization (float -> float with quantized weights) or to activation truncation (-> reference)."""
+
+    def __init__(self):
+        self.correct = {key: 0 for key, _ in STAGES}
+        self.agree_float = {key: 0 for key, _ in STAGES}
+        self.agree_previous = {key: 0 for key, _ in STAGES}
+        self.images = 0
+
+    def add(self, labels: np.ndarray, logits: dict[str, np.ndarray]) -> None:
+        """logits: stage key -> (N, classes) real logits of the same N images."""
+        predicted = {key: np.argmax(logits[key], 1) for key, _ in STAGES}
+        previous = None
+        for key, _ in STAGES:
+            self.correct[key] += int(np.sum(predicted[key] == labels))
+            self.agree_float[key] += int(np.sum(predicted[key] == predicted["float"]))
+            self.agree_previous[key] += int(np.sum(predicted[key] == (predicted[key] if previous is None else predicted[previous])))
+            previous = key
+        self.images += len(labels)
+
+    def rows(self, exact: bool) -> list[dict]:
+        n = max(self.images, 1)
+        rows = [{"stage": label, "accuracy": self.correct[key] / n, "agreement_with_float": self.agree_float[key] / n,
+                 "agreement_with_previous": self.agree_previous[key] / n} for key, label in STAGES]
+        fixed = rows[-1]
+        rows.append({"stage": "secure run", "accuracy": fixed["accuracy"] if exact else None,
+                     "agreement_with_float": fixed["agreement_with_float"] if exact else None,
+                     "agreement_with_previous": 1.0 if exact else None,
+                     "note": "equal to the reference bit for bit (exact truncation)" if exact else
+                             "within the derived bound of the reference (probabilistic truncation); not measured here"})
+        return rows
+
+
 def verify(opts: VerifyOptions, progress=None) -> dict:
     started = time.perf_counter()
     manifest, fx, graph, parsed, model_path = load_reference(opts.directory, opts.model, opts.trust_pickle, opts.trust_torchscript)
@@ -150,29 +200,35 @@ def verify(opts: VerifyOptions, progress=None) -> dict:
     table = LayerTable(graph, fx)
     trace = Trace()
     out_name = graph.output.name
-    report: dict = {"directory": str(opts.directory), "model": str(model_path), "integrity": integrity}
+    report: dict = {"directory": str(opts.directory), "model": str(model_path), "integrity": integrity,
+                    "model_description": manifest["model"].get("description", str(model_path))}
 
     if opts.dataset:
-        correct_float = correct_fixed = agree = seen = 0
+        seen = 0
         worst_logit = 0.0
+        staged = StagedAccuracy()
+        quantized_weights = with_quantized_weights(graph, fx)
         dataset = load_dataset(opts.dataset, graph.input_shape, int(np.prod(graph.output.shape)))
+        if progress:  # the total from the start, not after the first batch
+            progress(0, len(dataset[0]) if opts.limit is None else min(opts.limit, len(dataset[0])))
         for pixels, yb, total in _batches_from_dataset(dataset, opts.limit, opts.batch):
             xb = graph.preprocess(pixels)
             fixed = run_fixed(graph, fx, encode(xb, fx.frac_bits), trace)
             flt = float_model(xb)
             table.add(fixed, flt, oracle.run(xb) if oracle else None, xb)
             ref_logits, flt_logits = decode(fixed[out_name], fx.frac_bits), flt[out_name]
-            correct_float += int(np.sum(np.argmax(flt_logits, 1) == yb))
-            correct_fixed += int(np.sum(np.argmax(ref_logits, 1) == yb))
-            agree += int(np.sum(np.argmax(flt_logits, 1) == np.argmax(ref_logits, 1)))
+            staged.add(yb, {"float": flt_logits, "fixed": ref_logits,
+                            "float_quantized_weights": run_float(quantized_weights, xb)[out_name]})
             worst_logit = max(worst_logit, float(np.abs(ref_logits - flt_logits).max()))
             seen += len(xb)
             if progress:
                 progress(seen, total)
         if seen == 0:
             raise UserError(f"{opts.dataset}: no images (check --limit)")
-        report.update(images=seen, float_acc=correct_float / seen, fixed_acc=correct_fixed / seen,
-                      agreement=agree / seen, worst_logit_err=worst_logit, dataset=str(opts.dataset))
+        stages = staged.rows(fx.protocol.exact)
+        report.update(images=seen, float_acc=stages[0]["accuracy"], fixed_acc=stages[2]["accuracy"],
+                      agreement=stages[2]["agreement_with_float"], worst_logit_err=worst_logit, dataset=str(opts.dataset),
+                      stages=stages)
     else:
         executions = sorted(manifest["executions"], key=lambda e: e["index"])
         x_int = [input_values(parsed, e["path"], graph.input_shape) for e in executions]
