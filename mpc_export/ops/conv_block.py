@@ -18,8 +18,9 @@ add 1, and ``error_ulp`` bounds the effect.
 from __future__ import annotations
 
 import numpy as np
+import torch
 
-from ..fixedpoint import FLOAT64_EXACT_BITS, max_abs, to_exact
+from ..fixedpoint import fits_int64, max_abs, to_exact
 from . import _exact as exact
 from ._kernels import conv2d_float, pool2x2_max, pool2x2_sum, window_out
 from .base import Op
@@ -77,41 +78,17 @@ class ConvBlock(Op):
 
     @classmethod
     def ref_fixed(cls, node, fx, trace, x):
-        """The schedule in the module docstring, exact: integer-valued float64 arrays when a bound from
-        the weights and the actual input proves every intermediate < 2^53, else int64 / Python ints."""
+        """The schedule in the module docstring, exact: in int64 (torch, int8 GEMMs for the convolution when
+        their bound holds) when a bound from the weights and the actual input proves every intermediate
+        < 2^62, else with Python ints. Returns NCHW integers at scale 2^F."""
         q, a = node.qparams, node.attrs
         f = fx.frac_bits
-        schedule = cls.schedule(node, fx)
-        acc_bound = max_abs(x) * int(np.max(_weight_abs_sums(node))) + max_abs(q["bias"]) * 2**f
+        x_bound = max_abs(x)
+        acc_bound = x_bound * int(np.max(_weight_abs_sums(node))) + max_abs(q["bias"]) * 2**f
         bound = acc_bound * max_abs(q["new_gamma"]) + max_abs(q["new_beta"]) * 2 ** (2 * f) if a.get("affine", True) else acc_bound
-        use_float = bound < 2**FLOAT64_EXACT_BITS
-        if use_float:
-            acc = conv2d_float(x.astype(np.float64), q["weight"].astype(np.float64), q["bias"].astype(np.float64) * 2.0**f,
-                               a.get("stride", 1), q["weight"].shape[2] // 2)
-        else:
-            acc = exact.conv2d(x, q["weight"], padding=q["weight"].shape[2] // 2, stride=a.get("stride", 1))
-            acc = to_exact(acc, bound) + to_exact(q["bias"], bound)[None, :, None, None] * 2**f
-        trace.record(node, "accumulator", acc)
-        if a.get("pre_pool"):
-            acc = pool2x2_max(acc)
-        if a.get("affine", True):
-            gamma, beta = (q["new_gamma"].astype(np.float64), q["new_beta"].astype(np.float64) * 2.0 ** (2 * f)) if use_float else (
-                to_exact(q["new_gamma"], bound), to_exact(q["new_beta"], bound) * 2 ** (2 * f))
-            scaled = acc * gamma[None, :, None, None] + beta[None, :, None, None]
-            trace.record(node, "scaled", scaled)
-            y = trace.truncate(scaled, schedule.truncation("scaled"))
-        else:
-            y = trace.truncate(acc, schedule.truncation("accumulator"))
-        trace.record(node, "truncated", y)
-        if a.get("relu", True):
-            y = np.maximum(y, 0)
-        if a.get("post_pool"):
-            total = pool2x2_sum(y)
-            trace.record(node, "pool_sum", total)
-            y = trace.truncate(total, schedule.truncation("pool_sum"))
-        if use_float:
-            return y.astype(np.int64)
-        return y.astype(np.int64) if y.dtype == object and max_abs(y) < 2**62 else y
+        if fits_int64(max(acc_bound, bound)):
+            return _ref_fixed_int64(cls.schedule(node, fx), node, fx, trace, x, x_bound)
+        return _ref_fixed_python_ints(cls.schedule(node, fx), node, fx, trace, x, bound)
 
     @classmethod
     def winograd(cls, node, fx) -> bool:
@@ -274,3 +251,111 @@ class ConvBlock(Op):
             "target_row_stride": ow + 2 if padded else ow,
             "out_height": oh, "out_width": ow,
         }
+
+
+def _weight_digits(node) -> list:
+    """The quantized weight's int8 GEMM operands (_exact.weight_digit_matrices), cached per weight value."""
+    weight = node.qparams["weight"]
+    cached = node.attrs.get("_weight_digits")
+    if cached is None or not np.array_equal(cached[0], weight):
+        cached = (weight.copy(), exact.weight_digit_matrices(weight))
+        node.attrs["_weight_digits"] = cached
+    return cached[1]
+
+
+def _accumulator_nhwc(node, fx, x: np.ndarray, x_bound: int) -> torch.Tensor:
+    """sum(w * x) + bias * 2^F at scale 2^2F as an int64 tensor, logical NHWC (any memory layout), from
+    NCHW integer x with |x| <= x_bound; the caller has proven every value < 2^62. int8 GEMMs when their
+    bound holds (exact._int8_conv_is_exact) and the batch is big enough for torch._int_mm, else the
+    float64 / limb convolution of _exact."""
+    weight, a = node.qparams["weight"], node.attrs
+    out_channels, channels, kernel, _ = weight.shape
+    stride, padding = a.get("stride", 1), kernel // 2
+    rows = x.shape[0] * window_out(x.shape[2], kernel, stride, padding) * window_out(x.shape[3], kernel, stride, padding)
+    patch_size = kernel * kernel * exact.padded_channels(channels)
+    if rows >= exact.INT_MM_MIN_ROWS and exact.int8_conv_is_exact(x_bound, max_abs(weight), patch_size):
+        acc = exact.conv2d_int8(torch.from_numpy(x.astype(np.int64, copy=False)), x_bound, _weight_digits(node),
+                                out_channels, kernel, padding, stride)
+    else:
+        acc = torch.from_numpy(exact.conv2d(x, weight, padding=padding, stride=stride).astype(np.int64)).permute(0, 2, 3, 1)
+    return acc.add_(torch.from_numpy(node.qparams["bias"].astype(np.int64) * 2**fx.frac_bits))
+
+
+def _record_extremes(trace, node, stage: str, values: torch.Tensor) -> None:
+    """trace.record of a tensor through its two extremes (the trace keeps the largest |value|)."""
+    if values.numel() == 0:
+        trace.record(node, stage, np.zeros(0, dtype=np.int64))
+        return
+    low, high = torch.aminmax(values)
+    trace.record(node, stage, np.array([int(low), int(high)], dtype=np.int64))
+
+
+def _truncate(trace, values: torch.Tensor, step) -> torch.Tensor:
+    """The declared truncation ``step`` of an int64 tensor: the floor, in place, where it is deterministic
+    (an exact step, or a trace that does not simulate TruncPr), else trace.truncate's simulated TruncPr."""
+    if step.exact or trace.rng is None:
+        return values.bitwise_right_shift_(step.reference_shift)
+    return torch.from_numpy(np.asarray(trace.truncate(values.contiguous().numpy(), step), dtype=np.int64))
+
+
+def _pool_max_nhwc(values: torch.Tensor) -> torch.Tensor:
+    """Max over each non-overlapping 2x2 window of a logical NHWC tensor (odd last row / column dropped)."""
+    v = values[:, : values.shape[1] // 2 * 2, : values.shape[2] // 2 * 2]
+    return torch.maximum(torch.maximum(v[:, 0::2, 0::2], v[:, 0::2, 1::2]), torch.maximum(v[:, 1::2, 0::2], v[:, 1::2, 1::2]))
+
+
+def _pool_sum_nhwc(values: torch.Tensor) -> torch.Tensor:
+    """Sum over each non-overlapping 2x2 window of a logical NHWC tensor (odd last row / column dropped)."""
+    v = values[:, : values.shape[1] // 2 * 2, : values.shape[2] // 2 * 2]
+    return v[:, 0::2, 0::2] + v[:, 0::2, 1::2] + v[:, 1::2, 0::2] + v[:, 1::2, 1::2]
+
+
+def _ref_fixed_int64(schedule, node, fx, trace, x: np.ndarray, x_bound: int) -> np.ndarray:
+    """ConvBlock.ref_fixed in int64 torch tensors (logical NHWC), every intermediate proven < 2^62."""
+    q, a = node.qparams, node.attrs
+    f = fx.frac_bits
+    acc = _accumulator_nhwc(node, fx, x, x_bound)
+    _record_extremes(trace, node, "accumulator", acc)
+    if a.get("pre_pool"):
+        acc = _pool_max_nhwc(acc)
+    if a.get("affine", True):
+        scaled = acc.mul_(torch.from_numpy(q["new_gamma"].astype(np.int64)))
+        scaled = scaled.add_(torch.from_numpy(q["new_beta"].astype(np.int64) * 2 ** (2 * f)))
+        _record_extremes(trace, node, "scaled", scaled)
+        y = _truncate(trace, scaled, schedule.truncation("scaled"))
+    else:
+        y = _truncate(trace, acc, schedule.truncation("accumulator"))
+    _record_extremes(trace, node, "truncated", y)
+    if a.get("relu", True):
+        y = y.clamp_min_(0)
+    if a.get("post_pool"):
+        total = _pool_sum_nhwc(y)
+        _record_extremes(trace, node, "pool_sum", total)
+        y = _truncate(trace, total, schedule.truncation("pool_sum"))
+    return y.permute(0, 3, 1, 2).contiguous().numpy()
+
+
+def _ref_fixed_python_ints(schedule, node, fx, trace, x: np.ndarray, bound: int) -> np.ndarray:
+    """ConvBlock.ref_fixed with Python ints (object arrays) where int64 could overflow: exact, slow."""
+    q, a = node.qparams, node.attrs
+    f = fx.frac_bits
+    acc = exact.conv2d(x, q["weight"], padding=q["weight"].shape[2] // 2, stride=a.get("stride", 1))
+    acc = to_exact(acc, bound) + to_exact(q["bias"], bound)[None, :, None, None] * 2**f
+    trace.record(node, "accumulator", acc)
+    if a.get("pre_pool"):
+        acc = pool2x2_max(acc)
+    if a.get("affine", True):
+        gamma, beta = to_exact(q["new_gamma"], bound), to_exact(q["new_beta"], bound) * 2 ** (2 * f)
+        scaled = acc * gamma[None, :, None, None] + beta[None, :, None, None]
+        trace.record(node, "scaled", scaled)
+        y = trace.truncate(scaled, schedule.truncation("scaled"))
+    else:
+        y = trace.truncate(acc, schedule.truncation("accumulator"))
+    trace.record(node, "truncated", y)
+    if a.get("relu", True):
+        y = np.maximum(y, 0)
+    if a.get("post_pool"):
+        total = pool2x2_sum(y)
+        trace.record(node, "pool_sum", total)
+        y = trace.truncate(total, schedule.truncation("pool_sum"))
+    return y.astype(np.int64) if y.dtype == object and max_abs(y) < 2**62 else y
