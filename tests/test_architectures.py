@@ -9,6 +9,8 @@ import torch
 from conftest import DATASET, SEED_MODEL, SHARED, need_shared, run_cli
 from test_program import compile_program
 
+pytestmark = pytest.mark.slow
+
 FIXTURES = {
     "pruned_resnet": SEED_MODEL,
     "resnet20": SHARED / "fixtures" / "resnet20_cifar10.pth",

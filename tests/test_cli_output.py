@@ -13,6 +13,8 @@ import pytest
 
 from conftest import ROOT, SEED_MODEL
 
+pytestmark = pytest.mark.slow
+
 WIDTH = 80
 
 

@@ -17,6 +17,8 @@ from mamba_plaintext import run_program
 from small_models import SmallResidual
 from test_cost import requires
 
+pytestmark = pytest.mark.slow
+
 HOSTILE = ["a.b", "a_b", "a-b", "\nprint_ln('pwned')\n", "../../escape", "0lead", "x\"'\\", "FANNG\r\nimport os",
            "conv_layer_1", "linear_layer_1", "input", "INPUT_STAGING", "é", "a b"]
 

@@ -7,8 +7,12 @@ import resource
 import subprocess
 import time
 
+import pytest
+
 from conftest import COMPILER, need_shared
 from test_build import FANNG_OPEN_ORDER
+
+pytestmark = pytest.mark.slow
 
 
 def compile_program(program_dir, keep_dir):

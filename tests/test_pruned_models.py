@@ -10,6 +10,8 @@ import torch
 from conftest import DATASET, SHARED, need_shared
 from mpc_export.export.tokens import parse_text
 
+pytestmark = pytest.mark.slow
+
 
 def build_verify(path, tmp_path, images=200):
     from mpc_export.cli.build import BuildOptions, build

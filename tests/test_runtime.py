@@ -16,6 +16,8 @@ import pytest
 from conftest import SHARED, need_shared, run_cli
 from small_models import SmallAvg, SmallResidual, build_small
 
+pytestmark = pytest.mark.runtime
+
 COMPILER_DIR = SHARED / "tools" / "mamba-compiler"
 
 

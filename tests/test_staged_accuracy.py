@@ -12,6 +12,8 @@ import torch
 
 from conftest import ROOT, SEED_MODEL, need_shared
 
+pytestmark = pytest.mark.slow
+
 IMAGES = 300
 
 
