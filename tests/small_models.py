@@ -54,6 +54,69 @@ class SmallStrided(torch.nn.Module):
         return self.fc2(self.relu2(self.fc1(self.flat(self.pool(x)))))
 
 
+class SmallPools(torch.nn.Module):
+    """Pooling as its own op: conv + BN + ReLU then a 2x2 max pool (after the ReLU, not fused), a
+    residual block fed by it, a 2x2 max pool after the residual add, flatten, linear + ReLU, linear."""
+
+    def __init__(self):
+        super().__init__()
+        self.conv1, self.bn1, self.relu1 = torch.nn.Conv2d(3, 4, 3, padding=1), torch.nn.BatchNorm2d(4), torch.nn.ReLU()
+        self.pool1 = torch.nn.MaxPool2d(2)
+        self.conv2, self.bn2, self.relu2 = torch.nn.Conv2d(4, 4, 3, padding=1, bias=False), torch.nn.BatchNorm2d(4), torch.nn.ReLU()
+        self.pool2, self.flat = torch.nn.MaxPool2d(2), torch.nn.Flatten()
+        self.fc1, self.relu3, self.fc2 = torch.nn.Linear(16, 5), torch.nn.ReLU(), torch.nn.Linear(5, 3)
+
+    def forward(self, x):
+        x = self.pool1(self.relu1(self.bn1(self.conv1(x))))
+        x = x + self.relu2(self.bn2(self.conv2(x)))
+        return self.fc2(self.relu3(self.fc1(self.flat(self.pool2(x)))))
+
+
+class SmallVGG(torch.nn.Module):
+    """A VGG-style stack on 12x12: conv + BN + ReLU + 3x3 average pool (a rounded reciprocal), conv + BN +
+    ReLU + 2x2 max pool (after the ReLU), flatten, linear."""
+
+    input_size = 12
+
+    def __init__(self):
+        super().__init__()
+        self.conv1, self.bn1, self.relu1 = torch.nn.Conv2d(3, 4, 3, padding=1), torch.nn.BatchNorm2d(4), torch.nn.ReLU()
+        self.pool1 = torch.nn.AvgPool2d(3)
+        self.conv2, self.bn2, self.relu2 = torch.nn.Conv2d(4, 4, 3, padding=1), torch.nn.BatchNorm2d(4), torch.nn.ReLU()
+        self.pool2, self.flat, self.fc = torch.nn.MaxPool2d(2), torch.nn.Flatten(), torch.nn.Linear(16, 3)
+
+    def forward(self, x):
+        x = self.pool1(self.relu1(self.bn1(self.conv1(x))))
+        return self.fc(self.flat(self.pool2(self.relu2(self.bn2(self.conv2(x))))))
+
+
+class SmallStridedFlat(torch.nn.Module):
+    """A strided convolution flattened without pooling: conv stride 2 + ReLU, flatten, linear."""
+
+    def __init__(self):
+        super().__init__()
+        self.conv, self.relu = torch.nn.Conv2d(3, 4, 3, stride=2, padding=1), torch.nn.ReLU()
+        self.flat, self.fc = torch.nn.Flatten(), torch.nn.Linear(64, 3)
+
+    def forward(self, x):
+        return self.fc(self.flat(self.relu(self.conv(x))))
+
+
+class SmallAddFlat(torch.nn.Module):
+    """A linear layer reading a residual sum's zero-padded planes: conv + BN + ReLU, x + conv(x) + ReLU,
+    flatten, linear."""
+
+    def __init__(self):
+        super().__init__()
+        self.conv1, self.bn1, self.relu1 = torch.nn.Conv2d(3, 2, 3, padding=1), torch.nn.BatchNorm2d(2), torch.nn.ReLU()
+        self.conv2, self.relu2 = torch.nn.Conv2d(2, 2, 3, padding=1), torch.nn.ReLU()
+        self.flat, self.fc = torch.nn.Flatten(), torch.nn.Linear(128, 3)
+
+    def forward(self, x):
+        x = self.relu1(self.bn1(self.conv1(x)))
+        return self.fc(self.flat(self.relu2(x + self.conv2(x))))
+
+
 def build_small(module_cls, tmp_path, capsys, seed=1, debug=False, extra=()):
     torch.manual_seed(seed)
     model = module_cls()

@@ -68,7 +68,7 @@ def fuse_conv_blocks(graph: Graph) -> int:
         if w.shape[2:] not in ((3, 3), (1, 1)) or stride not in (1, 2) or conv.attrs.get("padding", 0) != w.shape[2] // 2:
             raise UserError(f"{conv.name}: only 3x3 (padding 1) and 1x1 (padding 0) convolutions with stride 1 or 2 are supported")
         chain = [conv]
-        pre = _sole_consumer(graph, chain[-1], "maxpool", kernel=2)
+        pre = _sole_consumer(graph, chain[-1], "maxpool", kernel=2, stride=2)
         if pre is not None:
             chain.append(pre)
         affine = _sole_consumer(graph, chain[-1], "affine")
@@ -77,7 +77,7 @@ def fuse_conv_blocks(graph: Graph) -> int:
         relu = _sole_consumer(graph, chain[-1], "relu")
         if relu is not None:
             chain.append(relu)
-        post = _sole_consumer(graph, chain[-1], "avgpool") if relu is not None else None
+        post = _sole_consumer(graph, chain[-1], "avgpool", kernel=2, stride=2) if relu is not None else None
         if post is not None:
             chain.append(post)
         o = w.shape[0]
@@ -137,9 +137,10 @@ def global_pools(graph: Graph) -> int:
         if node.op not in ("mean_pool", "avgpool", "maxpool"):
             continue
         c, h, w = graph.node(node.inputs[0]).shape
-        if node.op == "mean_pool" or (node.op == "avgpool" and (h, w) == (2, 2)):
+        covers = node.attrs.get("kernel", 2) == h == w
+        if node.op == "mean_pool" or (node.op == "avgpool" and covers):
             node.op, count = "global_avgpool", count + 1
-        elif node.op == "maxpool" and node.attrs.get("kernel", 2) >= h and node.attrs.get("kernel", 2) >= w:
+        elif node.op == "maxpool" and covers:
             node.op, count = "global_maxpool", count + 1
     return count
 
@@ -161,9 +162,12 @@ def fuse_dense(graph: Graph) -> int:
 
 def assign_layouts(graph: Graph) -> int:
     """Decide once how each activation is stored in the program (read by codegen and by cost):
-    zero-padded planes if any consumer reads planes, else a dense vector (also the output)."""
+    zero-padded planes if any consumer reads planes, else a dense vector (also the output); a consumer
+    that reads either ("any", e.g. dense) takes what its producer writes, dense when it can."""
     for node in graph.nodes:
         wanted = {c.spec.input_layout for c in graph.consumers(node.name)} or {"dense"}
+        if wanted == {"any"}:  # consumers that read either: the producer's cheaper one (dense when it can)
+            wanted = {"dense" if "dense" in node.spec.output_layouts else node.spec.output_layouts[0]}
         layout = "padded" if "padded" in wanted else "dense"
         if layout not in node.spec.output_layouts:
             raise UserError(f"{node.name} ({node.op}) cannot write the {layout} layout its consumers read")

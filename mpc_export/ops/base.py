@@ -99,8 +99,8 @@ class Op:
     def template_args(cls, node, fx, layout) -> dict:
         raise NotImplementedError(cls.name)
 
-    # which activation layout the op's program reads: "padded" (zero-padded planes) or "dense",
-    # and which it can write
+    # which activation layout the op's program reads: "padded" (zero-padded planes), "dense", or "any"
+    # (either, the producer's choice), and which it can write
     input_layout: str = "dense"
     output_layouts: tuple[str, ...] = ("padded", "dense")
 

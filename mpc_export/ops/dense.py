@@ -22,7 +22,7 @@ class Dense(Op):
     params = (("weight", "out x in"), ("bias", "out"))
     executable = True
     template = "dense"
-    input_layout = "dense"
+    input_layout = "any"  # reads a dense vector, or a zero-padded CHW plane through an offset table
     output_layouts = ("dense",)
 
     @classmethod
@@ -91,9 +91,13 @@ class Dense(Op):
     def template_args(cls, node, fx, layout):
         out, fan_in = node.params["weight"].shape
         schedule = cls.schedule(node, fx)
+        source = layout.buffer_of_input(node)
+        padded_source = source.layout == "padded"
         return {
             "name": layout.ident(node),
-            "source": layout.buffer_of_input(node).name,
+            "source": source.name,
+            # the input's C x H x W when it is read from zero-padded planes, feature i = (c * H + y) * W + x
+            "padded_source": tuple(node.in_shapes[0]) if padded_source else None,
             "weight": layout.param(node, "weight"),
             "bias": layout.param(node, "bias"),
             "inputs": fan_in,

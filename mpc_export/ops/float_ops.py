@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 
 from ..errors import UserError
-from ._kernels import conv2d_float, pool2x2_sum, window_out
+from ._kernels import conv2d_float, window_out
 from .base import Op
 
 
@@ -65,43 +65,6 @@ class Relu(Op):
     @classmethod
     def ref_float(cls, node, x):
         return np.maximum(x, 0.0)
-
-
-class AvgPool(Op):
-    """Average pooling, kernel 2, stride 2 (the only window the seed models average over)."""
-
-    name = "avgpool"
-
-    @classmethod
-    def infer_shape(cls, node, in_shapes, graph):
-        c, h, w = in_shapes[0]
-        if node.attrs.get("kernel", 2) != 2 or node.attrs.get("stride", 2) != 2:
-            raise UserError(f"{node.name}: only 2x2 average pooling with stride 2 is supported")
-        return (c, window_out(h, 2, 2, 0), window_out(w, 2, 2, 0))
-
-    @classmethod
-    def ref_float(cls, node, x):
-        return pool2x2_sum(x) / 4.0
-
-
-class MaxPool(Op):
-    """Max pooling with kernel == stride (fused into a conv_block, or global when it covers the map)."""
-
-    name = "maxpool"
-
-    @classmethod
-    def infer_shape(cls, node, in_shapes, graph):
-        c, h, w = in_shapes[0]
-        k = node.attrs.get("kernel", 2)
-        if node.attrs.get("stride", k) != k or node.attrs.get("padding", 0):
-            raise UserError(f"{node.name}: only max pooling with stride == kernel and no padding is supported")
-        return (c, window_out(h, k, k, 0), window_out(w, k, k, 0))
-
-    @classmethod
-    def ref_float(cls, node, x):
-        k = node.attrs.get("kernel", 2)
-        n, c, h, w = x.shape
-        return x[:, :, : h - h % k, : w - w % k].reshape(n, c, h // k, k, w // k, k).max(axis=(3, 5))
 
 
 class GlobalAvgPoolFloat(Op):
