@@ -117,6 +117,25 @@ class SmallAddFlat(torch.nn.Module):
         return self.fc(self.flat(self.relu2(x + self.conv2(x))))
 
 
+class SmallOddKernels(torch.nn.Module):
+    """Odd kernels with every padding: 5x5 without padding (the CIFAR-10 tutorial's) + ReLU + 2x2 max pool,
+    5x5 padding 2 + BN + ReLU, 7x7 padding 3 stride 2 + ReLU, 3x3 padding 0, flatten, linear: on 12x12."""
+
+    input_size = 12
+
+    def __init__(self):
+        super().__init__()
+        self.conv1, self.pool = torch.nn.Conv2d(3, 4, 5), torch.nn.MaxPool2d(2)
+        self.conv2, self.bn2 = torch.nn.Conv2d(4, 4, 5, padding=2), torch.nn.BatchNorm2d(4)
+        self.conv3 = torch.nn.Conv2d(4, 3, 7, stride=2, padding=3)
+        self.conv4, self.flat, self.fc = torch.nn.Conv2d(3, 2, 1), torch.nn.Flatten(), torch.nn.Linear(8, 3)
+
+    def forward(self, x):
+        x = self.pool(torch.relu(self.conv1(x)))
+        x = torch.relu(self.bn2(self.conv2(x)))
+        return self.fc(self.flat(self.conv4(torch.relu(self.conv3(x)))))
+
+
 def build_small(module_cls, tmp_path, capsys, seed=1, debug=False, extra=()):
     torch.manual_seed(seed)
     model = module_cls()

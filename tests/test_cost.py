@@ -12,7 +12,7 @@ import subprocess
 import pytest
 
 from conftest import COMPILER, SEED_MODEL, SHARED, need_shared
-from small_models import SmallAddFlat, SmallPools, SmallStridedFlat, SmallVGG, build_small
+from small_models import SmallAddFlat, SmallOddKernels, SmallPools, SmallStridedFlat, SmallVGG, build_small
 
 pytestmark = pytest.mark.slow
 
@@ -68,7 +68,7 @@ def test_compiler_requirements_match_the_cost_report(model, truncation, convolut
     assert_compiler_count_equals_report(manifest, tmp_path / "out" / "program" / manifest["program"]["name"], tmp_path)
 
 
-@pytest.mark.parametrize("module_cls", [SmallPools, SmallVGG, SmallAddFlat, SmallStridedFlat], ids=lambda c: c.__name__)
+@pytest.mark.parametrize("module_cls", [SmallPools, SmallVGG, SmallAddFlat, SmallStridedFlat, SmallOddKernels], ids=lambda c: c.__name__)
 def test_compiler_requirements_match_the_cost_report_for_pools_anywhere(module_cls, tmp_path, capsys):
     """Pools as their own op (max after a ReLU or an add, 3x3 average with a rounded reciprocal), dense
     layers reading padded planes and strided grids."""

@@ -134,9 +134,11 @@ def channel_map_from_data(data: dict, path) -> ChannelMap:
 
 
 def check_covers(cmap: ChannelMap, tensors: list[str]) -> bool:
-    """True when every tensor has its own channel; False when the packed rule must be used."""
+    """True when every tensor has its own channel; False when the packed rule must be used: a tensor the
+    table does not name (more tensors than channels, or a layer the seed table lacks, e.g. a third linear
+    layer)."""
     missing = [t for t in tensors if t not in cmap.parameters]
-    if missing and cmap.packed is not None and len(tensors) > cmap.capacity:
+    if missing and cmap.packed is not None:
         return False
     if missing:
         raise UserError(f"{cmap.source}: no channel for tensor {missing[0]}" + (f" (and {len(missing) - 1} more)" if len(missing) > 1 else ""))

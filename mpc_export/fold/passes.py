@@ -65,8 +65,10 @@ def fuse_conv_blocks(graph: Graph) -> int:
     for conv in [n for n in graph.nodes if n.op == "conv2d"]:
         w = conv.params["weight"]
         stride = conv.attrs.get("stride", 1)
-        if w.shape[2:] not in ((3, 3), (1, 1)) or stride not in (1, 2) or conv.attrs.get("padding", 0) != w.shape[2] // 2:
-            raise UserError(f"{conv.name}: only 3x3 (padding 1) and 1x1 (padding 0) convolutions with stride 1 or 2 are supported")
+        kernel, padding = w.shape[2], conv.attrs.get("padding", 0)
+        if w.shape[2] != w.shape[3] or kernel % 2 == 0 or kernel > 7 or stride not in (1, 2) or not 0 <= padding <= kernel // 2:
+            raise UserError(f"{conv.name}: a {w.shape[2]}x{w.shape[3]} convolution with stride {stride} and padding {padding}: "
+                            "only square odd kernels (1, 3, 5, 7) with padding 0 to k // 2 and stride 1 or 2 are supported")
         chain = [conv]
         pre = _sole_consumer(graph, chain[-1], "maxpool", kernel=2, stride=2)
         if pre is not None:
@@ -87,7 +89,7 @@ def fuse_conv_blocks(graph: Graph) -> int:
             "new_gamma": affine.params["new_gamma"] if affine else np.ones(o),
             "new_beta": affine.params["new_beta"] if affine else np.zeros(o),
         }
-        attrs = {"stride": stride, "pre_pool": pre is not None, "affine": affine is not None,
+        attrs = {"stride": stride, "padding": padding, "pre_pool": pre is not None, "affine": affine is not None,
                  "relu": relu is not None, "post_pool": post is not None}
         count += 1
         block = Node(f"conv_layer_{count}", "conv_block", list(conv.inputs), attrs, params,

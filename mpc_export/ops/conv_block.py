@@ -1,4 +1,4 @@
-"""conv_block: 3x3 (padding 1) or 1x1 (padding 0) convolution, stride 1 or 2, + bias, optional 2x2 max pool, optional folded
+"""conv_block: k x k convolution (k odd: 1, 3, 5, 7; zero padding 0 to k // 2), stride 1 or 2, + bias, optional 2x2 max pool, optional folded
 batch norm, one truncation, optional ReLU, optional 2x2 average pool.
 
 The batched schedule (all integers; x at scale 2^F; w, bias, new_gamma, new_beta at 2^F), declared in
@@ -27,6 +27,11 @@ from .base import Op
 from .protocol import Comparison, Products, Schedule, Stage, Truncation
 
 
+def _padding(node) -> int:
+    """Zero padding on every side (0 .. k // 2); a block without the attribute pads k // 2 ("same")."""
+    return int(node.attrs.get("padding", node.params["weight"].shape[2] // 2))
+
+
 def _weight_abs_sums(node) -> np.ndarray:
     """sum |w_q| per output channel, as Python ints (cached: the weights do not change)."""
     cached = node.attrs.get("_abs_sums")
@@ -48,9 +53,9 @@ class ConvBlock(Op):
     def infer_shape(cls, node, in_shapes, graph):
         c, h, w = in_shapes[0]
         o, i, kh, kw = node.params["weight"].shape
-        assert i == c and kh == kw and kh in (1, 3)
+        assert i == c and kh == kw and kh % 2 == 1 and 0 <= _padding(node) <= kh // 2
         s = node.attrs.get("stride", 1)
-        h, w = window_out(h, kh, s, kh // 2), window_out(w, kw, s, kw // 2)
+        h, w = window_out(h, kh, s, _padding(node)), window_out(w, kw, s, _padding(node))
         if node.attrs.get("pre_pool"):
             h, w = h // 2, w // 2
         if node.attrs.get("post_pool"):
@@ -60,7 +65,7 @@ class ConvBlock(Op):
     @classmethod
     def ref_float(cls, node, x):
         p, a = node.params, node.attrs
-        y = conv2d_float(x, p["weight"], p["bias"], a.get("stride", 1), p["weight"].shape[2] // 2)
+        y = conv2d_float(x, p["weight"], p["bias"], a.get("stride", 1), _padding(node))
         if a.get("pre_pool"):
             y = pool2x2_max(y)
         if a.get("affine", True):
@@ -74,7 +79,7 @@ class ConvBlock(Op):
         o, i, kh, kw = node.params["weight"].shape
         c, h, w = node.in_shapes[0]
         s = node.attrs.get("stride", 1)
-        return int(o * i * kh * kw * window_out(h, kh, s, kh // 2) * window_out(w, kw, s, kw // 2))
+        return int(o * i * kh * kw * window_out(h, kh, s, _padding(node)) * window_out(w, kw, s, _padding(node)))
 
     @classmethod
     def ref_fixed(cls, node, fx, trace, x):
@@ -94,7 +99,7 @@ class ConvBlock(Op):
     def winograd(cls, node, fx) -> bool:
         """F(2x2, 3x3) applies to a 3x3, stride-1, pad-1 convolution whose output map has even sides."""
         c, h, w = node.in_shapes[0]
-        return (fx.protocol.convolution == "winograd" and node.params["weight"].shape[2] == 3
+        return (fx.protocol.convolution == "winograd" and node.params["weight"].shape[2] == 3 and _padding(node) == 1
                 and node.attrs.get("stride", 1) == 1 and h % 2 == 0 and w % 2 == 0)
 
     @classmethod
@@ -188,7 +193,7 @@ class ConvBlock(Op):
         c, h, w = node.in_shapes[0]
         a = node.attrs
         k, s = node.params["weight"].shape[2], a.get("stride", 1)
-        ho, wo = window_out(h, k, s, k // 2), window_out(w, k, s, k // 2)
+        ho, wo = window_out(h, k, s, _padding(node)), window_out(w, k, s, _padding(node))
         hv, wv = (ho // 2, wo // 2) if a.get("pre_pool") else (ho, wo)
         oh, ow = (hv // 2, wv // 2) if a.get("post_pool") else (hv, wv)
         return {"conv_rows": ho, "conv_columns": wo, "conv_grid": ho * wo, "value_rows": hv, "value_columns": wv,
@@ -207,16 +212,26 @@ class ConvBlock(Op):
         target = layout.buffer(node)
         padded = target.layout == "padded"
         kernel, stride = node.params["weight"].shape[2], a.get("stride", 1)
-        pad, row = kernel // 2, w + 2
+        pad, row = _padding(node), w + 2
         ho, wo, hv, wv, oh, ow = g["conv_rows"], g["conv_columns"], g["value_rows"], g["value_columns"], g["out_rows"], g["out_columns"]
         quads = [(0, 0), (0, 1), (1, 0), (1, 1)]
         tables = {}
+        source, in_plane, widen = layout.buffer_of_input(node).name, (h + 2) * row, None
         if winograd:
             tables["tile"] = [(ho // 2, wo // 2, 2, 2, i * row + j, row) for i in range(4) for j in range(4)]
             tables["scatter"] = [(ho // 2, wo // 2, 2, 2, dy * wo + dx, wo) for dy, dx in quads]
             tables["weight_rows"] = [(c, 1, 9, 0, 0, 1)]
         else:
-            tables["tap"] = [(ho, wo, stride, stride, (kh - pad + 1) * row + (kw - pad + 1), row)
+            # activations keep a 1-value zero border; a wider padding reads a copy with a pad-wide border
+            border, tap_row = 1, row
+            if pad > 1:
+                border, tap_row = pad, w + 2 * pad
+                widen = {"buffer": f"{layout.ident(node)}_WIDE", "source": source, "source_plane": in_plane,
+                         "plane": (h + 2 * pad) * tap_row, "count": h * w}
+                tables["widen_gather"] = [(h, w, 1, 1, row + 1, row)]
+                tables["widen_scatter"] = [(h, w, 1, 1, pad * tap_row + pad, tap_row)]
+                source, in_plane = widen["buffer"], widen["plane"]
+            tables["tap"] = [(ho, wo, stride, stride, (kh - pad + border) * tap_row + (kw - pad + border), tap_row)
                              for kh in range(kernel) for kw in range(kernel)]
         if a.get("pre_pool"):
             tables["max_pool"] = [(hv, wv, 2, 2, dy * wo + dx, wo) for dy, dx in quads]
@@ -226,13 +241,14 @@ class ConvBlock(Op):
             tables["store"] = [(oh, ow, 1, 1, ow + 3, ow + 2)]
         return {
             "name": layout.ident(node),
-            "source": layout.buffer_of_input(node).name,
+            "source": source,
+            "widen": widen,
             "weight": layout.param(node, "weight"),
             "bias": layout.param(node, "bias"),
             "gamma": layout.param(node, "new_gamma"),
             "beta": layout.param(node, "new_beta"),
             "channels_in": c, "height": h, "width": w, "channels_out": oc, "kernel": kernel, "stride": stride,
-            "in_plane": (h + 2) * row,
+            "in_plane": in_plane, "padding": pad,
             "mode": "winograd" if winograd else "direct",
             "tiles": g["conv_grid"] // 4 if winograd else 0,
             **g,
@@ -270,7 +286,7 @@ def _accumulator_nhwc(node, fx, x: np.ndarray, x_bound: int) -> torch.Tensor:
     float64 / limb convolution of _exact."""
     weight, a = node.qparams["weight"], node.attrs
     out_channels, channels, kernel, _ = weight.shape
-    stride, padding = a.get("stride", 1), kernel // 2
+    stride, padding = a.get("stride", 1), _padding(node)
     rows = x.shape[0] * window_out(x.shape[2], kernel, stride, padding) * window_out(x.shape[3], kernel, stride, padding)
     patch_size = kernel * kernel * exact.padded_channels(channels)
     if rows >= exact.INT_MM_MIN_ROWS and exact.int8_conv_is_exact(x_bound, max_abs(weight), patch_size):
@@ -339,7 +355,7 @@ def _ref_fixed_python_ints(schedule, node, fx, trace, x: np.ndarray, bound: int)
     """ConvBlock.ref_fixed with Python ints (object arrays) where int64 could overflow: exact, slow."""
     q, a = node.qparams, node.attrs
     f = fx.frac_bits
-    acc = exact.conv2d(x, q["weight"], padding=q["weight"].shape[2] // 2, stride=a.get("stride", 1))
+    acc = exact.conv2d(x, q["weight"], padding=_padding(node), stride=a.get("stride", 1))
     acc = to_exact(acc, bound) + to_exact(q["bias"], bound)[None, :, None, None] * 2**f
     trace.record(node, "accumulator", acc)
     if a.get("pre_pool"):
