@@ -222,11 +222,11 @@ def run(
                                       trust_pickle=trust_pickle, trust_torchscript=trust_torchscript))
     m = report["mpc"]
     console.print(f"MPC run: {result.wall_s:.1f} s for the players (compile {result.compile_s:.1f} s), peak "
-                  f"{', '.join(f'{p} MB' for p in result.peak_mb)}; log {result.log_path}")
+                  f"{', '.join(f'{p} MB' for p in result.peak_mb)}; log {result.log_path}", soft_wrap=True, highlight=False)
     console.print("party isolation: " + ", ".join(f"player {p}'s run root held {n} file(s) of the build's data folder"
                                                    for p, n in enumerate(result.data_files_per_player)))
     if result.root is not None:
-        console.print(f"kept run roots: {result.root}")
+        console.print(f"kept run roots: {result.root}", soft_wrap=True, highlight=False)  # a path: never broken
     reference = report["fixed_logits"]
     table = show.table("logits: MPC vs reference (raw integers, units of 2^-F)",
                        ["execution", "class", "MPC", "reference", "|diff|"],

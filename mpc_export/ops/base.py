@@ -103,6 +103,9 @@ class Op:
     # (either, the producer's choice), and which it can write
     input_layout: str = "dense"
     output_layouts: tuple[str, ...] = ("padded", "dense")
+    # how the snippet's --debug print indexes the output: "chw" (channel, row, column) or "vector"
+    # (0, 0, i: a dense layer's outputs, a global pool's channels)
+    debug_print: str = "chw"
 
 
 class NonExpanding:

@@ -24,6 +24,7 @@ class Dense(Op):
     template = "dense"
     input_layout = "any"  # reads a dense vector, or a zero-padded CHW plane through an offset table
     output_layouts = ("dense",)
+    debug_print = "vector"
 
     @classmethod
     def infer_shape(cls, node, in_shapes, graph):

@@ -45,6 +45,7 @@ class _GlobalPool(Op):
     name = "_global_pool_base"  # replaced by subclasses
     input_layout = "padded"
     output_layouts = ("dense",)
+    debug_print = "vector"
 
     @classmethod
     def infer_shape(cls, node, in_shapes, graph):
