@@ -150,3 +150,16 @@ def load_model(path: str | Path, trust_pickle: bool = False, trust_torchscript: 
                 raise UserError(f"{path}: {node.name}.{key} contains NaN or Inf")
     graph.infer_shapes()
     return graph
+
+
+def check_model(path: str | Path, trust_pickle: bool = False, trust_torchscript: bool = False) -> list[str]:
+    """Every problem that keeps the model file at ``path`` from loading, one line each; an empty list when
+    it loads. An ONNX model's (or a traced module's) unsupported nodes and attributes come one line per
+    node, each with its reason and rewrite (e.g. "Sigmoid '/Sigmoid': no exact MPC form; ..."); a problem
+    of the file as a whole (unreadable, unknown architecture, a bad pruning mask) is one line naming the
+    file. Raises nothing for a bad model: the trust flags mean what they mean for ``load_model``."""
+    try:
+        load_model(path, trust_pickle=trust_pickle, trust_torchscript=trust_torchscript)
+    except UserError as exc:
+        return list(getattr(exc, "problems", None) or [str(exc)])  # onnx_frontend.UnsupportedModel lists them
+    return []

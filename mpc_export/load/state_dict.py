@@ -1,7 +1,9 @@
 """State_dict front end: recognise a known architecture from its keys and shapes, build the IR.
 
-Known: the seed pruned-ResNet (``network.N.*`` of one nn.Sequential, see the project README). Widths
-are read from the weights, so a pruned variant with other channel counts loads too.
+Known: the seed pruned-ResNet (``network.N.*`` of one nn.Sequential, see the project README), the CIFAR
+ResNets (ResNet-20 option A, ResNet-18 with projection shortcuts) and custResNet. Widths are read from
+the weights, so a pruned variant with other channel counts loads too; a checkpoint saved while
+torch.nn.utils.prune is attached (``weight_orig`` and ``weight_mask``) loads as ``weight_orig * weight_mask``.
 """
 
 from __future__ import annotations
@@ -16,6 +18,60 @@ PRUNED_RESNET_CONVS = (0, 4, 8, 12, 16, 20)
 PRUNED_RESNET_POOL_AFTER = (4, 12, 20)  # convs followed by AvgPool2d(2, 2)
 PRUNED_RESNET_LINEARS = (25, 28)
 BN_EPS = 1e-5
+
+
+PRUNE_ORIGINAL, PRUNE_MASK = "_orig", "_mask"  # torch.nn.utils.prune's suffixes while a pruning is attached
+
+
+def _pruned_names(state: dict) -> list[str]:
+    """The tensor names (e.g. "layer1.0.conv1.weight") a pruning is attached to: each has <name>_orig and
+    <name>_mask, and no plain <name>; a half of the pair alone, or the plain name beside them, refused."""
+    originals = {key[: -len(PRUNE_ORIGINAL)] for key in state if key.endswith(PRUNE_ORIGINAL)}
+    masks = {key[: -len(PRUNE_MASK)] for key in state if key.endswith(PRUNE_MASK)}
+    without_mask, without_original = sorted(originals - masks), sorted(masks - originals)
+    both = sorted(name for name in originals if name in state)
+    if without_mask:
+        raise UserError(f"state_dict has {without_mask[0] + PRUNE_ORIGINAL!r} but no pruning mask {without_mask[0] + PRUNE_MASK!r}; "
+                        "save it with its mask, or after torch.nn.utils.prune.remove")
+    if without_original:
+        raise UserError(f"state_dict has the pruning mask {without_original[0] + PRUNE_MASK!r} but no {without_original[0] + PRUNE_ORIGINAL!r}")
+    if both:
+        raise UserError(f"state_dict has both {both[0]!r} and the pruning pair {both[0] + PRUNE_ORIGINAL!r}/{both[0] + PRUNE_MASK!r}; "
+                        "which one holds the weights is ambiguous")
+    return sorted(originals)
+
+
+def _masked(name: str, original: np.ndarray, mask: np.ndarray) -> np.ndarray:
+    """``original`` where ``mask`` is 1 and an exact 0 where it is 0: what prune.remove keeps, same dtype."""
+    original, mask = np.asarray(original), np.asarray(mask)
+    if mask.shape != original.shape:
+        raise UserError(f"pruning mask {name + PRUNE_MASK!r} has shape {tuple(mask.shape)}, but "
+                        f"{name + PRUNE_ORIGINAL!r} has shape {tuple(original.shape)}")
+    not_binary = ~((mask == 0) | (mask == 1))
+    if np.any(not_binary):
+        example = mask[not_binary].flat[0]
+        raise UserError(f"pruning mask {name + PRUNE_MASK!r} holds {int(not_binary.sum()):,} value(s) other than 0 and 1 "
+                        f"(e.g. {example}); a torch.nn.utils.prune mask is 0/1")
+    return np.where(mask == 1, original, np.zeros((), original.dtype))
+
+
+def apply_prune_masks(state: dict) -> dict:
+    """A state_dict saved while torch.nn.utils.prune was attached holds ``<name>_orig`` (the weights before
+    pruning) and ``<name>_mask`` (0/1, same shape) where a plain one holds ``<name>``. Returns the plain
+    state_dict (numpy arrays, in the same order): ``<name>`` = ``<name>_orig`` * ``<name>_mask`` with
+    the pruned entries exact zeros. A state_dict without pruning pairs is returned unchanged."""
+    names = _pruned_names(state)
+    if not names:
+        return state
+    pruned = set(names)
+    plain = {}
+    for key, value in state.items():
+        if key.endswith(PRUNE_ORIGINAL) and key[: -len(PRUNE_ORIGINAL)] in pruned:
+            name = key[: -len(PRUNE_ORIGINAL)]
+            plain[name] = _masked(name, value, state[name + PRUNE_MASK])
+        elif not (key.endswith(PRUNE_MASK) and key[: -len(PRUNE_MASK)] in pruned):
+            plain[key] = value
+    return plain
 
 
 def _need(state: dict, key: str, ndim: int) -> np.ndarray:
@@ -192,6 +248,8 @@ ARCHITECTURES = [(_is_pruned_resnet, _pruned_resnet), (_is_resnet_a, _resnet_a),
 
 
 def graph_from_state_dict(state: dict, name: str) -> Graph:
+    """The IR of a known architecture's state_dict (numpy arrays), pruning masks applied."""
+    state = apply_prune_masks(state)
     for matches, build in ARCHITECTURES:
         if matches(state):
             return build(state, name)

@@ -189,8 +189,12 @@ BUILDERS = {"pruned_resnet": pruned_resnet_from_state, "resnet20": resnet_a_from
 
 
 def torch_module(graph_name: str, model_path) -> nn.Module:
-    """The float PyTorch model for a model file the state_dict front end recognised as graph_name."""
+    """The float PyTorch model for a model file the state_dict front end recognised as graph_name (a
+    pruning still attached is applied: weight_orig * weight_mask)."""
+    from .state_dict import apply_prune_masks
+
     state = torch.load(model_path, map_location="cpu", weights_only=True)
     if not isinstance(state, dict):
         state = state.state_dict()
+    state = apply_prune_masks({key: value.detach().cpu().numpy() for key, value in state.items()})
     return BUILDERS["resnet20" if graph_name.startswith("resnet") else graph_name](state)
