@@ -41,7 +41,7 @@ def built(tmp_path_factory):
 
 
 def test_help_texts_fit_and_show_plain_metavars():
-    for args in ([], ["build"], ["verify"], ["run"], ["cost"]):
+    for args in ([], ["build"], ["verify"], ["run"], ["cost"], ["check"]):
         proc = cli(*args, "-h")
         assert proc.returncode == 0, proc.stderr
         assert_fits(proc.stdout)

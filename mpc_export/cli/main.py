@@ -249,6 +249,32 @@ def run(
                                  f"{' or changes a prediction' if not same_class else ''}; first at {m.get('first_difference')}")
 
 
+@app.command(short_help="list every problem that keeps MODEL from exporting")
+def check(
+    model: Path = typer.Argument(..., metavar="MODEL", help="model file (.pth state_dict, .onnx, TorchScript)"),
+    trust_pickle: bool = typer.Option(False, "--trust-pickle", help="load a fully pickled nn.Module (runs its code: only for files you trust)"),
+    trust_torchscript: bool = typer.Option(False, "--trust-torchscript", help="load a TorchScript file (runs its TorchScript code: only for files you trust)"),
+):
+    """List every node of MODEL that cannot be exported, each with its reason and the rewrite where one
+    exists; exit 2 if there is any (build runs the same check first)."""
+    from ..fold import lower_for_mpc
+    from ..load.model import check_model, load_model
+
+    problems = check_model(model, trust_pickle=trust_pickle, trust_torchscript=trust_torchscript)
+    if not problems:
+        try:
+            graph, _ = lower_for_mpc(load_model(model, trust_pickle=trust_pickle, trust_torchscript=trust_torchscript))
+        except UserError as exc:
+            problems = [str(exc)]
+    if problems:
+        for number, problem in enumerate(problems, 1):
+            console.print(f"{number}. {problem}", highlight=False, markup=False)
+        raise UserError(f"{model}: {len(problems)} problem(s) keep it from exporting (listed above)")
+    ops = sorted({node.op for node in graph.nodes if node.op != "input"})
+    console.print(f"{model}: exports: {len(graph.nodes) - 1} layers ({', '.join(ops)}); next: mpc-export build {model}",
+                  highlight=False)
+
+
 @app.command(short_help="what the secure run costs, per layer and in total")
 def cost(
     directory: Optional[Path] = typer.Argument(None, metavar="DIR", help="directory written by build (default: the last build's --out)"),

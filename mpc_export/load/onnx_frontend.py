@@ -329,11 +329,11 @@ def _batchnorm(c: _Converter, node) -> None:
 def _pool(kind):
     def handler(c: _Converter, node) -> None:
         a = _attrs(node)
-        k = a.get("kernel_shape", [2, 2])
-        s = a.get("strides", k)
-        if k[0] != k[1] or s != k:
-            raise _Unsupported(node, f"window {list(k)} with strides {list(s)}: only square windows with stride == kernel are supported")
-        c.emit(node, kind, [node.input[0]], {"kernel": k[0], "stride": k[0]})
+        k = list(a.get("kernel_shape", [2, 2]))
+        s = list(a.get("strides", [1, 1]))  # ONNX's default stride is 1 (PyTorch exports its kernel-size default)
+        if k[0] != k[1] or s[0] != s[1]:
+            raise _Unsupported(node, f"window {k} with strides {s}: only square windows with equal strides are supported")
+        c.emit(node, kind, [node.input[0]], {"kernel": k[0], "stride": s[0]})
     return handler
 
 
@@ -446,29 +446,51 @@ def _zeros(value) -> bool:
     return all(int(v) == 0 for v in value)
 
 
+class Rule:
+    """An attribute's accepted values: a test, and the words the support table prints for it."""
+
+    def __init__(self, test, text: str):
+        self.test, self.text = test, text
+
+    def __call__(self, value) -> bool:
+        return bool(self.test(value))
+
+    def __str__(self) -> str:
+        return self.text
+
+
+def equals(expected) -> Rule:
+    return Rule(lambda v: v == expected, f"{expected} only")
+
+
+NOTSET_ONLY = Rule(lambda v: _text(v) == "NOTSET", "NOTSET only")
+ALL_ONES = Rule(_ones, "all 1")
+ALL_ZEROS = Rule(_zeros, "all 0")
+NEVER = Rule(lambda v: False, "refused: a legacy form")
+
 # Every attribute (in any opset) of every op the front end accepts, with the values it honours. An
 # attribute outside this table, or a value its rule refuses, is refused by name before conversion:
 # nothing is silently ignored. (Rules that need several attributes together are in the handlers.)
 ANY = None  # honoured whatever its value (read by the handler, or without effect in inference)
 ATTRIBUTE_RULES = {
-    "Conv": {"auto_pad": lambda v: _text(v) == "NOTSET", "dilations": _ones, "group": lambda v: v == 1,
+    "Conv": {"auto_pad": NOTSET_ONLY, "dilations": ALL_ONES, "group": equals(1),
              "kernel_shape": ANY, "pads": ANY, "strides": ANY},
-    "BatchNormalization": {"epsilon": ANY, "momentum": ANY, "training_mode": lambda v: v == 0, "is_test": ANY,
-                           "spatial": lambda v: v == 1, "consumed_inputs": ANY},
+    "BatchNormalization": {"epsilon": ANY, "momentum": ANY, "training_mode": equals(0), "is_test": ANY,
+                           "spatial": equals(1), "consumed_inputs": ANY},
     "Relu": {"consumed_inputs": ANY},
-    "AveragePool": {"auto_pad": lambda v: _text(v) == "NOTSET", "ceil_mode": lambda v: v == 0, "count_include_pad": ANY,
-                    "dilations": _ones, "kernel_shape": ANY, "pads": _zeros, "strides": ANY},
-    "MaxPool": {"auto_pad": lambda v: _text(v) == "NOTSET", "ceil_mode": lambda v: v == 0, "dilations": _ones,
-                "kernel_shape": ANY, "pads": _zeros, "storage_order": ANY, "strides": ANY},
+    "AveragePool": {"auto_pad": NOTSET_ONLY, "ceil_mode": equals(0), "count_include_pad": ANY,
+                    "dilations": ALL_ONES, "kernel_shape": ANY, "pads": ALL_ZEROS, "strides": ANY},
+    "MaxPool": {"auto_pad": NOTSET_ONLY, "ceil_mode": equals(0), "dilations": ALL_ONES,
+                "kernel_shape": ANY, "pads": ALL_ZEROS, "storage_order": ANY, "strides": ANY},
     "GlobalAveragePool": {},
-    "ReduceMean": {"axes": ANY, "keepdims": ANY, "noop_with_empty_axes": lambda v: v == 0},
-    "Flatten": {"axis": lambda v: v == 1},
-    "Reshape": {"allowzero": ANY, "consumed_inputs": ANY, "shape": lambda v: False},  # allowzero: see _flatten
+    "ReduceMean": {"axes": ANY, "keepdims": ANY, "noop_with_empty_axes": equals(0)},
+    "Flatten": {"axis": equals(1)},
+    "Reshape": {"allowzero": ANY, "consumed_inputs": ANY, "shape": NEVER},  # allowzero: see _flatten
     "Gemm": {"alpha": ANY, "beta": ANY, "transA": ANY, "transB": ANY, "broadcast": ANY},
     "MatMul": {},
-    "Add": {"consumed_inputs": ANY, "axis": lambda v: False, "broadcast": lambda v: False},
-    "Slice": {"axes": lambda v: False, "ends": lambda v: False, "starts": lambda v: False},
-    "Pad": {"mode": lambda v: _text(v) == "constant", "pads": ANY, "paddings": lambda v: False, "value": ANY},
+    "Add": {"consumed_inputs": ANY, "axis": NEVER, "broadcast": NEVER},
+    "Slice": {"axes": NEVER, "ends": NEVER, "starts": NEVER},
+    "Pad": {"mode": Rule(lambda v: _text(v) == "constant", "constant only"), "pads": ANY, "paddings": NEVER, "value": ANY},
 }
 
 
