@@ -96,6 +96,7 @@ def test_int8_conv_bound_refuses_what_int32_or_int64_cannot_hold():
     assert exact.int8_conv_is_exact(2**15, 2**11, 9 * 256)
     assert not exact.int8_conv_is_exact(127, 127, 2**17)  # 2^17 products of 2^14 reach 2^31
     assert not exact.int8_conv_is_exact(2**40, 2**20, 9)  # recombination beyond int64
+    assert not exact.int8_conv_is_exact(127, 2**16, 2**8)  # a digit times the whole weight reaches 2^31 in int32
 
 
 def block_python_ints(x, q, attrs, f):
@@ -127,7 +128,9 @@ def block_python_ints(x, q, attrs, f):
     "pre_pool": st.booleans(), "post_pool": st.booleans(), "relu": st.booleans(),
     # 12: int8 digits; 20: weights with three digits (float64 / limb fallback for larger patches);
     # 30 with x_bits 30: beyond int64 (Python ints)
-    "w_bits": st.sampled_from([12, 20, 30]), "x_bits": st.sampled_from([8, 16, 30]), "seed": st.integers(0, 2**32 - 1)}))
+    # x_bits 15 non-negative: three digits that centring makes two (the int8 path's shift)
+    "w_bits": st.sampled_from([12, 20, 30]), "x_bits": st.sampled_from([8, 15, 16, 30]), "non_negative": st.booleans(),
+    "seed": st.integers(0, 2**32 - 1)}))
 def test_conv_block_reference_equals_python_ints(case):
     f = 12
     fx = FixedSpec(frac_bits=f)
@@ -141,9 +144,91 @@ def test_conv_block_reference_equals_python_ints(case):
                 params={key: v.astype(np.float64) for key, v in q.items()}, in_shapes=[(c, size, size)], qparams=q)
     node.shape = ConvBlock.infer_shape(node, node.in_shapes, None)
     x = edge_heavy(rng, (case["batch"], c, size, size), case["x_bits"])
+    x = np.abs(x) if case["non_negative"] else x
     trace = Trace()
     got = ConvBlock.ref_fixed(node, fx, trace, x)
+    kept = got.copy()
+    ConvBlock.ref_fixed(node, fx, Trace(), x[::-1].copy())  # another batch: the first result must not change
     want, peaks = block_python_ints(x, q, attrs, f)
     assert got.shape == want.shape
-    assert [int(v) for v in got.ravel()] == [int(v) for v in want.ravel()]
+    assert [int(v) for v in got.ravel()] == [int(v) for v in want.ravel()] == [int(v) for v in kept.ravel()]
     assert {stage: trace.peaks[("block", stage)] for stage in peaks} == peaks
+
+
+@settings(max_examples=40, deadline=None)
+@given(conv_case, st.integers(-(2**16), 2**16))
+def test_int8_conv_of_shifted_x_reads_the_padding_as_zero(case, offset):
+    """conv2d_int8(shift=c) is sum(w * (x - c)) with x = 0 in the padding: adding c * sum(w_o) gives the
+    convolution of x, for any c; reused scratch buffers give the same values call after call."""
+    rng = np.random.default_rng(case["seed"])
+    k, size = case["kernel"], case["size"]
+    x = edge_heavy(rng, (case["batch"], case["channels"], size, size), case["x_bits"]) + offset
+    w = edge_heavy(rng, (case["outputs"], case["channels"], k, k), case["w_bits"])
+    shift, bound = exact.centre(min(int(x.min()), 0), max(int(x.max()), 0))  # 0: the padding
+    assert int(np.max(np.abs(x - shift))) <= bound and abs(shift) <= bound
+    if not exact.int8_conv_is_exact(bound, int(np.max(np.abs(w))), k * k * exact.padded_channels(case["channels"])):
+        return
+    scratch = exact.ScratchBuffers()
+    want = conv_python_ints(x, w, case["stride"], k // 2)
+    for _ in range(2):
+        got = exact.conv2d_int8(torch.from_numpy(x), bound, exact.weight_digit_matrices(w), case["outputs"], k,
+                                k // 2, case["stride"], shift=shift, scratch=scratch)
+        got = got + torch.from_numpy(shift * w.sum(axis=(1, 2, 3)))
+        assert [int(v) for v in got.permute(0, 3, 1, 2).reshape(-1)] == [int(v) for v in want.reshape(-1)]
+
+
+# --- data files parsed per file (verify.integrity.parse_values) against the runtime's rules per token ---
+
+def runtime_value(token: str, reading_precision: int):
+    """What FANNG-MPC stores for one token, from its documented rules with exact fractions: a token with a
+    point is stod (nearest double) times 2^R, rounded half away from zero; one without is stoi (|v| < 2^31).
+    None where the runtime aborts."""
+    from fractions import Fraction
+    import re
+
+    if not re.fullmatch(r"-?[0-9]+(\.[0-9]+)?", token):
+        return None
+    if "." not in token:
+        return int(token) if -(2**31) <= int(token) < 2**31 else None
+    scaled = Fraction(float(token)) * 2**reading_precision  # stod: the nearest double, then exact scaling
+    magnitude = int(abs(scaled) + Fraction(1, 2))
+    return -magnitude if scaled < 0 else magnitude
+
+
+TOKEN_EDGES = ["0", "-0", "0.0", "-0.0", "1", "-1", "2147483647", "-2147483648", "2147483648", "-2147483649",
+               "0.5", "-0.5", "0.00012207031250", "-0.00012207031250", "0.0001220703125", "0.000244140625",
+               "12345.678", "-9.99999999999", "007", "-007.50", "1.", ".5", "1e5", "+1", "nan", "1-2", "--1", "1.2.3",
+               "99999999999999999999.5", "3.000000000000000000001"]
+
+
+@settings(max_examples=150, deadline=None)
+@given(st.lists(st.one_of(st.sampled_from(TOKEN_EDGES), st.integers(-(2**33), 2**33).map(str),
+                          st.decimals(-(10**9), 10**9, places=14, allow_nan=False, allow_infinity=False).map(str)),
+                max_size=25),
+       st.sampled_from([" ", "\n", "  ", "\t", " \n"]), st.sampled_from([0, 8, 12, 16, 20]))
+def test_file_parse_equals_the_runtime_token_by_token(tokens, separator, reading_precision):
+    from mpc_export.verify.integrity import parse_values
+
+    text = separator.join(tokens) + "\n"
+    expected = [runtime_value(t, reading_precision) for t in text.split()]
+    parsed = parse_values(text, reading_precision)
+    if any(v is None for v in expected) or any(abs(v) >= 2**62 for v in expected):
+        assert parsed is None  # the per-token path names the bad token
+    else:
+        assert parsed is not None and parsed.dtype == np.int64 and parsed.tolist() == expected
+
+
+def test_file_parse_names_the_first_bad_token(tmp_path):
+    from mpc_export.errors import VerificationFailed
+    from mpc_export.verify.integrity import parse_file
+
+    (tmp_path / "p.txt").write_text("0.5 1 2.25 1e3 7\n")
+    entry = {"path": "p.txt", "count": 5}
+    try:
+        parse_file(tmp_path, entry, 12)
+    except VerificationFailed as exc:
+        assert "element 3" in str(exc) and "1e3" in str(exc)
+    else:
+        raise AssertionError("1e3 is not a runtime token")
+    (tmp_path / "p.txt").write_text("0.5 1 2.25\n")
+    assert parse_file(tmp_path, {"path": "p.txt"}, 12).tolist() == [2048, 1, 9216]

@@ -118,17 +118,17 @@ def simulate_mpc(graph, fx, x_int, fixed: dict, runs: int, seed: int = 0) -> dic
 def float_oracles(graph, model_path: Path, with_onnx: bool):
     """(float per-layer function, onnxruntime oracle or None).
 
-    state_dict: PyTorch forward hooks on the original architecture, and onnxruntime on its export.
+    state_dict: PyTorch forward hooks on the original architecture in float32 (as its users run it; the
+    derived tolerances are far above float32 rounding), and onnxruntime on its export.
     ONNX / TorchScript: the IR's float kernels (float64 PyTorch ops on the imported weights), and
     onnxruntime on the user's ONNX file (or the TorchScript module's export)."""
     import onnx
+    import torch
 
     if graph.format == "state_dict":
         module = torch_module(graph.name, model_path)
         oracle = OnnxOracle(export_onnx(module, graph), graph) if with_onnx else None
-        return (lambda x: torch_layer_outputs(module, graph, x)), oracle
-    import torch
-
+        return (lambda x: torch_layer_outputs(module, graph, x, dtype=torch.float32)), oracle
     if graph.format == "onnx":
         model = onnx.load(str(model_path))
     elif graph.format == "pickle":  # built with --trust-pickle: the same file, trusted then
@@ -139,14 +139,15 @@ def float_oracles(graph, model_path: Path, with_onnx: bool):
     return (lambda x: run_float(graph, x)), oracle
 
 
-def with_quantized_weights(graph, fx):
+def with_quantized_weights(graph, fx, dtype=np.float32):
     """The same graph with every parameter replaced by its fixed-point value decoded back to a real
-    (round(p * 2^F) / 2^F): run in float, it isolates what weight quantization alone costs."""
+    (round(p * 2^F) / 2^F) in ``dtype``: run in float (inputs in that dtype too), it isolates what weight
+    quantization alone costs. float32 holds those values exactly while |p| < 2^(24 - F)."""
     import copy
     import dataclasses
 
     quantized = copy.copy(graph)
-    quantized.nodes = [dataclasses.replace(node, params={k: decode(v, fx.frac_bits) for k, v in node.qparams.items()})
+    quantized.nodes = [dataclasses.replace(node, params={k: decode(v, fx.frac_bits).astype(dtype) for k, v in node.qparams.items()})
                        if node.qparams else node for node in graph.nodes]
     return quantized
 
@@ -218,7 +219,7 @@ def verify(opts: VerifyOptions, progress=None) -> dict:
             table.add(fixed, flt, oracle.run(xb) if oracle else None, xb)
             ref_logits, flt_logits = decode(fixed[out_name], fx.frac_bits), flt[out_name]
             staged.add(yb, {"float": flt_logits, "fixed": ref_logits,
-                            "float_quantized_weights": run_float(quantized_weights, xb)[out_name]})
+                            "float_quantized_weights": run_float(quantized_weights, xb.astype(np.float32))[out_name]})
             worst_logit = max(worst_logit, float(np.abs(ref_logits - flt_logits).max()))
             seen += len(xb)
             if progress:
@@ -285,7 +286,7 @@ def _compare_debug_layers(path: Path, graph, fixed: dict, executions: list, rows
             values = logged.get((e["index"], ident))
             if not values:
                 continue
-            dense = node.attrs.get("out_layout") == "dense"  # printed as one row of values
+            dense = node.spec.debug_print == "vector"  # printed as one row of values
             ref = fixed[node.name][i].reshape((1, 1, -1) if dense else node.shape)
             for (c, y, x), v in sorted(values.items()):
                 diff = abs(v - int(ref[c, y, x]))

@@ -69,10 +69,10 @@ def linear(x: np.ndarray, weight: np.ndarray) -> np.ndarray:
 
 # --- int8 GEMMs: exact integer convolutions on torch._int_mm -----------------------------------------
 #
-# An integer is written in balanced base-256 digits, each in [-128, 127] (int8). The product of two
-# digits is at most 128 * 128 = 2^14 in magnitude, so an int32 accumulator holds a sum of k such products
-# exactly while k * 2^14 < 2^31. A convolution of x by w is then the sum over digit pairs (i, j) of
-# 256^(i + j) * (int8 GEMM of x's digit i by w's digit j), recombined in int64.
+# An integer is written in balanced base-256 digits, each in [-128, 127] (int8). x's digit i times the
+# whole weight, p_i @ w = sum_j 256^j (p_i @ w_j), is one int8 GEMM against the weight's digit matrices
+# side by side, combined in int32: every |p_i @ w| <= 128 * max|w| * k stays below 2^31. The convolution
+# is then sum_i 256^i (p_i @ w), recombined in int64.
 
 DIGIT_BITS = 8
 INT32_LIMIT = 2**31
@@ -107,13 +107,13 @@ def _round_up(value: int, multiple: int) -> int:
 
 def int8_conv_is_exact(x_bound: int, weight_bound: int, patch_size: int) -> bool:
     """Whether conv2d_int8 is exact for |x| <= x_bound, |w| <= weight_bound and patch_size (= C * kh * kw
-    after padding C) products per output: each int32 GEMM output, and each group of GEMMs summed in
-    int32, stays below 2^31, and the digit-weighted recombination stays below 2^63 in int64."""
+    after padding C) products per output: each int8 GEMM output and each x digit's product by the whole
+    weight (built in int32 from the top weight digit down: each partial value is a digit times a weight
+    part below max|w| + 128) stay below 2^31, and the digit-weighted recombination below 2^63 in int64."""
     x_digits, w_digits = balanced_digit_count(x_bound), balanced_digit_count(weight_bound)
-    pairs_per_group = min(x_digits, w_digits)
-    group_bound = pairs_per_group * 128 * 128 * patch_size
+    digit_times_weight_bound = 128 * (weight_bound + 128) * patch_size
     recombined_bound = 2 ** (DIGIT_BITS * (x_digits + w_digits)) * patch_size
-    return group_bound < INT32_LIMIT and recombined_bound < INT64_LIMIT
+    return digit_times_weight_bound < INT32_LIMIT and recombined_bound < INT64_LIMIT
 
 
 def padded_channels(channels: int) -> int:
@@ -132,36 +132,94 @@ def weight_digit_matrices(weight: np.ndarray) -> list[torch.Tensor]:
     return [digit.contiguous().t() for digit in balanced_digits(rows, balanced_digit_count(max_abs(weight)))]
 
 
-def _patch_matrix(x_digit: torch.Tensor, kernel: int, stride: int, padding: int) -> torch.Tensor:
-    """im2col of one int8 digit of x (logical NHWC, any memory layout): (N * Ho * Wo, kernel^2 * C')
-    with columns ordered (kh, kw, c), channels zero-padded to C' = padded_channels(C)."""
+class ScratchBuffers:
+    """Work tensors reused from one call to the next, so that a batch writes into pages it already owns
+    instead of faulting in fresh ones: one flat buffer per (purpose, dtype), grown when a call needs more.
+    A tensor taken is valid until the next take of the same purpose."""
+
+    def __init__(self):
+        self._flat: dict[tuple[str, torch.dtype], torch.Tensor] = {}
+
+    def take(self, purpose: str, shape: tuple, dtype: torch.dtype) -> torch.Tensor:
+        """An uninitialised contiguous tensor of ``shape`` and ``dtype``."""
+        numel = 1
+        for size in shape:
+            numel *= int(size)
+        flat = self._flat.get((purpose, dtype))
+        if flat is None or flat.numel() < numel:
+            flat = self._flat[(purpose, dtype)] = torch.empty(numel, dtype=dtype)
+        return flat[:numel].view(shape)
+
+
+class _FreshBuffers(ScratchBuffers):
+    """Every take a new tensor: results may be kept across calls."""
+
+    def take(self, purpose: str, shape: tuple, dtype: torch.dtype) -> torch.Tensor:
+        return torch.empty(shape, dtype=dtype)
+
+
+def centre(low: int, high: int) -> tuple[int, int]:
+    """(c, bound) with |v - c| <= bound for every integer v in [low, high]: shifting values by c halves the
+    range their balanced digits must cover (non-negative ReLU outputs up to 2^16 need 2 digits, not 3)."""
+    c = (low + high) // 2
+    return c, max(high - c, c - low)
+
+
+def _patch_matrix(x_digit: torch.Tensor, kernel: int, stride: int, padding: int, pad_digit: int,
+                  out: torch.Tensor) -> torch.Tensor:
+    """im2col of one int8 digit of x (logical NHWC, any memory layout) into ``out`` (N * Ho * Wo,
+    kernel^2 * C'), columns ordered (kh, kw, c), channels padded to C' = padded_channels(C). The spatial
+    padding holds ``pad_digit`` (the digit of the padding value); the padded channels too, which meet
+    only zero weights."""
     c = x_digit.shape[3]
-    padded = F.pad(x_digit, (0, padded_channels(c) - c, padding, padding, padding, padding)).contiguous()
+    padded = F.pad(x_digit, (0, padded_channels(c) - c, padding, padding, padding, padding), value=pad_digit).contiguous()
     n, hp, wp, cp = padded.shape
     ho, wo = (hp - kernel) // stride + 1, (wp - kernel) // stride + 1
     sn, sh, sw, sc = padded.stride()
     patches = padded.as_strided((n, ho, wo, kernel, kernel, cp), (sn, stride * sh, stride * sw, sh, sw, sc))
-    return patches.reshape(n * ho * wo, kernel * kernel * cp)
+    out.view(n, ho, wo, kernel, kernel, cp).copy_(patches)
+    return out
 
 
 def conv2d_int8(x: torch.Tensor, x_bound: int, weight_digits: list[torch.Tensor], out_channels: int, kernel: int,
-                padding: int, stride: int = 1) -> torch.Tensor:
-    """Exact sum(w * x) as an int64 tensor, logical NHWC (N, Ho, Wo, O), from an integer NCHW int64 x with
-    every |x| <= x_bound and the weight's digit matrices (weight_digit_matrices). The caller checks
-    int8_conv_is_exact and that N * Ho * Wo > 16 beforehand."""
-    n = x.shape[0]
-    x_digits = balanced_digits(x, balanced_digit_count(x_bound))
-    patches = [_patch_matrix(digit.permute(0, 2, 3, 1), kernel, stride, padding) for digit in x_digits]
-    groups: list[torch.Tensor | None] = [None] * (len(x_digits) + len(weight_digits) - 1)
-    for i, patch in enumerate(patches):
-        for j, w_digit in enumerate(weight_digits):
-            product = torch._int_mm(patch, w_digit)  # int32, exact by int8_conv_is_exact
-            groups[i + j] = product if groups[i + j] is None else groups[i + j].add_(product)
-    acc = torch.empty(groups[-1].shape, dtype=torch.int64)
-    acc.copy_(groups[-1])
-    widened = torch.empty_like(acc)
-    for group in reversed(groups[:-1]):  # Horner: acc = acc * 256 + group
-        widened.copy_(group)
-        torch.add(widened, acc, alpha=256, out=acc)
+                padding: int, stride: int = 1, shift: int = 0, scratch: ScratchBuffers | None = None) -> torch.Tensor:
+    """Exact sum(w * (x - shift)) over every window as an int64 tensor, logical NHWC (N, Ho, Wo, O), from an
+    integer NCHW int64 x (any memory layout) with every |x - shift| <= x_bound and |shift| <= x_bound (the
+    padding's shifted value -shift is written in the same digits), and the weight's digit
+    matrices (weight_digit_matrices). The zero padding of x counts as x = 0 (it reads -shift), so the
+    caller adds shift * sum(w_o) per output channel to get sum(w * x). The caller checks
+    int8_conv_is_exact(x_bound, ...) and that N * Ho * Wo > 16 beforehand.
+
+    With ``scratch`` the work tensors and the result live in its buffers (the result is valid until the
+    next call with the same scratch); without, every call allocates afresh."""
+    scratch = scratch if scratch is not None else _FreshBuffers()
+    n, channels = x.shape[0], x.shape[1]
+    count = balanced_digit_count(x_bound)
+    x_digits = balanced_digits(x - shift if shift else x, count)
+    pad_digits = [int(d) for d in balanced_digits(torch.tensor([-shift], dtype=torch.int64), count)]
     height, width = window_out(x.shape[2], kernel, stride, padding), window_out(x.shape[3], kernel, stride, padding)
-    return acc.view(n, height, width, acc.shape[1])[..., :out_channels]
+    patch_shape = (n * height * width, kernel * kernel * padded_channels(channels))
+    columns = weight_digits[0].shape[1]
+    side_by_side = torch.cat([digit.t() for digit in weight_digits]).t()  # (k, digits * O'), column-major
+    acc = scratch.take("accumulator", (patch_shape[0], columns), torch.int64)
+    for i in reversed(range(count)):  # Horner over x's digits: acc = acc * 256 + p_i @ w
+        patch = _patch_matrix(x_digits[i].permute(0, 2, 3, 1), kernel, stride, padding, pad_digits[i],
+                              scratch.take("patch", patch_shape, torch.int8))
+        digit_times_weight = _times_whole_weight(patch, side_by_side, len(weight_digits), columns,
+                                                 scratch.take("products", (patch_shape[0], side_by_side.shape[1]), torch.int32))
+        if i == count - 1:
+            acc.copy_(digit_times_weight)
+        else:
+            torch.add(digit_times_weight, acc, alpha=256, out=acc)  # int32 widened on the fly
+    return acc.view(n, height, width, columns)[..., :out_channels]
+
+
+def _times_whole_weight(patch: torch.Tensor, side_by_side: torch.Tensor, weight_digits: int, columns: int,
+                        products: torch.Tensor) -> torch.Tensor:
+    """patch @ w in int32 (a view into ``products``, (rows, columns)) from one int8 GEMM against the weight's
+    digit matrices side by side: block j holds patch @ w_j, summed as block_top * 256 + ... + block_0."""
+    torch._int_mm(patch, side_by_side, out=products)  # exact by int8_conv_is_exact
+    total = products[:, (weight_digits - 1) * columns:]
+    for j in reversed(range(weight_digits - 1)):
+        torch.add(products[:, j * columns:(j + 1) * columns], total, alpha=256, out=total)
+    return total

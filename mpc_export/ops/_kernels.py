@@ -1,4 +1,4 @@
-"""Kernels shared by several ops: float conv / pool via torch (float64), integer pooling sums."""
+"""Kernels shared by several ops: float conv / pool via torch (float64 or float32), integer pooling sums."""
 
 from __future__ import annotations
 
@@ -8,10 +8,13 @@ import torch.nn.functional as F
 
 
 def conv2d_float(x, weight, bias, stride, padding):
+    """Float NCHW convolution of x by an OIHW numpy weight, computed in the weight's dtype (float64 or
+    float32: x and the bias are cast to it)."""
+    dtype = weight.dtype
     out = F.conv2d(
-        torch.from_numpy(np.ascontiguousarray(x, dtype=np.float64)),
+        torch.from_numpy(np.ascontiguousarray(x, dtype=dtype)),
         torch.from_numpy(weight),
-        None if bias is None else torch.from_numpy(bias),
+        None if bias is None else torch.from_numpy(np.asarray(bias, dtype=dtype)),
         stride=stride,
         padding=padding,
     )

@@ -88,11 +88,12 @@ class ConvBlock(Op):
         < 2^62, else with Python ints. Returns NCHW integers at scale 2^F."""
         q, a = node.qparams, node.attrs
         f = fx.frac_bits
-        x_bound = max_abs(x)
+        x_extremes = _extremes(torch.from_numpy(x)) if x.dtype == np.int64 else None
+        x_bound = max(-x_extremes[0], x_extremes[1]) if x_extremes else max_abs(x)
         acc_bound = x_bound * int(np.max(_weight_abs_sums(node))) + max_abs(q["bias"]) * 2**f
         bound = acc_bound * max_abs(q["new_gamma"]) + max_abs(q["new_beta"]) * 2 ** (2 * f) if a.get("affine", True) else acc_bound
         if fits_int64(max(acc_bound, bound)):
-            return _ref_fixed_int64(cls.schedule(node, fx), node, fx, trace, x, x_bound)
+            return _ref_fixed_int64(cls.schedule(node, fx), node, fx, trace, x, x_extremes or (-x_bound, x_bound))
         return _ref_fixed_python_ints(cls.schedule(node, fx), node, fx, trace, x, bound)
 
     @classmethod
@@ -279,31 +280,66 @@ def _weight_digits(node) -> list:
     return cached[1]
 
 
-def _accumulator_nhwc(node, fx, x: np.ndarray, x_bound: int) -> torch.Tensor:
-    """sum(w * x) + bias * 2^F at scale 2^2F as an int64 tensor, logical NHWC (any memory layout), from
-    NCHW integer x with |x| <= x_bound; the caller has proven every value < 2^62. int8 GEMMs when their
-    bound holds (exact._int8_conv_is_exact) and the batch is big enough for torch._int_mm, else the
-    float64 / limb convolution of _exact."""
+_SCRATCH = exact.ScratchBuffers()  # the int8 convolution's work tensors, reused batch after batch
+
+
+def _input_shift(x_extremes: tuple[int, int]) -> tuple[int, int]:
+    """(shift, bound on |x - shift| and |shift|) for the int8 convolution of x with (min, max) = x_extremes:
+    the centre of x's range and 0 (the padding) when that needs fewer balanced digits than x itself (ReLU
+    outputs are non-negative: centring halves their range), else (0, max |x|)."""
+    low, high = x_extremes
+    x_bound = max(-low, high)
+    shift, shifted_bound = exact.centre(min(low, 0), max(high, 0))
+    if exact.balanced_digit_count(shifted_bound) < exact.balanced_digit_count(x_bound):
+        return shift, shifted_bound
+    return 0, x_bound
+
+
+def _accumulator_nhwc(node, fx, x: np.ndarray, x_extremes: tuple[int, int]) -> torch.Tensor:
+    """sum(w * x) + bias * 2^F at scale 2^2F as an int64 tensor, logical NHWC (any memory layout; it may
+    live in this module's scratch buffers until the next call), from NCHW integer x (any memory layout)
+    with (min, max) = x_extremes; the caller has proven every value < 2^62. int8 GEMMs when their bound holds
+    (exact.int8_conv_is_exact, on x shifted to its centre when that saves a digit: the shift comes back as
+    shift * sum(w_o) per output channel) and the batch is big enough for torch._int_mm, else the float64 /
+    limb convolution of _exact."""
     weight, a = node.qparams["weight"], node.attrs
     out_channels, channels, kernel, _ = weight.shape
     stride, padding = a.get("stride", 1), _padding(node)
     rows = x.shape[0] * window_out(x.shape[2], kernel, stride, padding) * window_out(x.shape[3], kernel, stride, padding)
     patch_size = kernel * kernel * exact.padded_channels(channels)
+    x_bound = max(-x_extremes[0], x_extremes[1])
+    constant = node.qparams["bias"].astype(np.int64) * 2**fx.frac_bits  # per output channel, scale 2^2F
     if rows >= exact.INT_MM_MIN_ROWS and exact.int8_conv_is_exact(x_bound, max_abs(weight), patch_size):
-        acc = exact.conv2d_int8(torch.from_numpy(x.astype(np.int64, copy=False)), x_bound, _weight_digits(node),
-                                out_channels, kernel, padding, stride)
+        x_tensor = torch.from_numpy(x.astype(np.int64, copy=False))
+        shift, shifted_bound = _input_shift(x_extremes)
+        acc = exact.conv2d_int8(x_tensor, shifted_bound, _weight_digits(node), out_channels, kernel, padding, stride,
+                                shift=shift, scratch=_SCRATCH)
+        constant = constant + shift * np.sum(weight.astype(np.int64), axis=(1, 2, 3))
     else:
         acc = torch.from_numpy(exact.conv2d(x, weight, padding=padding, stride=stride).astype(np.int64)).permute(0, 2, 3, 1)
-    return acc.add_(torch.from_numpy(node.qparams["bias"].astype(np.int64) * 2**fx.frac_bits))
+    return acc.add_(torch.from_numpy(constant))
 
 
-def _record_extremes(trace, node, stage: str, values: torch.Tensor) -> None:
-    """trace.record of a tensor through its two extremes (the trace keeps the largest |value|)."""
+def _extremes(values: torch.Tensor) -> tuple[int, int] | None:
+    """(min, max) of an integer tensor as Python ints; None when it is empty."""
     if values.numel() == 0:
-        trace.record(node, stage, np.zeros(0, dtype=np.int64))
-        return
+        return None
     low, high = torch.aminmax(values)
-    trace.record(node, stage, np.array([int(low), int(high)], dtype=np.int64))
+    return int(low), int(high)
+
+
+def _record_extremes(trace, node, stage: str, extremes: tuple[int, int] | None) -> None:
+    """trace.record of a tensor through its (min, max) (the trace keeps the largest |value|)."""
+    trace.record(node, stage, np.array(extremes if extremes is not None else [], dtype=np.int64))
+
+
+def _truncate_with_extremes(trace, values: torch.Tensor, step, extremes: tuple[int, int] | None):
+    """(_truncate of values, its (min, max)): where the floor is deterministic and the input's extremes are
+    known, they are floored too (a floor is monotone), else the result is measured."""
+    result = _truncate(trace, values, step)
+    if extremes is not None and (step.exact or trace.rng is None):
+        return result, (extremes[0] >> step.reference_shift, extremes[1] >> step.reference_shift)
+    return result, _extremes(result)
 
 
 def _truncate(trace, values: torch.Tensor, step) -> torch.Tensor:
@@ -326,29 +362,32 @@ def _pool_sum_nhwc(values: torch.Tensor) -> torch.Tensor:
     return v[:, 0::2, 0::2] + v[:, 0::2, 1::2] + v[:, 1::2, 0::2] + v[:, 1::2, 1::2]
 
 
-def _ref_fixed_int64(schedule, node, fx, trace, x: np.ndarray, x_bound: int) -> np.ndarray:
-    """ConvBlock.ref_fixed in int64 torch tensors (logical NHWC), every intermediate proven < 2^62."""
+def _ref_fixed_int64(schedule, node, fx, trace, x: np.ndarray, x_extremes: tuple[int, int]) -> np.ndarray:
+    """ConvBlock.ref_fixed in int64 torch tensors (logical NHWC), every intermediate proven < 2^62. Returns
+    an NCHW array over NHWC memory (a strided view: the next convolution reads it without a transpose)."""
     q, a = node.qparams, node.attrs
     f = fx.frac_bits
-    acc = _accumulator_nhwc(node, fx, x, x_bound)
-    _record_extremes(trace, node, "accumulator", acc)
+    acc = _accumulator_nhwc(node, fx, x, x_extremes)
+    extremes = _extremes(acc)
+    _record_extremes(trace, node, "accumulator", extremes)
     if a.get("pre_pool"):
-        acc = _pool_max_nhwc(acc)
+        acc, extremes = _pool_max_nhwc(acc), None
     if a.get("affine", True):
         scaled = acc.mul_(torch.from_numpy(q["new_gamma"].astype(np.int64)))
         scaled = scaled.add_(torch.from_numpy(q["new_beta"].astype(np.int64) * 2 ** (2 * f)))
-        _record_extremes(trace, node, "scaled", scaled)
-        y = _truncate(trace, scaled, schedule.truncation("scaled"))
+        extremes = _extremes(scaled)
+        _record_extremes(trace, node, "scaled", extremes)
+        y, extremes = _truncate_with_extremes(trace, scaled, schedule.truncation("scaled"), extremes)
     else:
-        y = _truncate(trace, acc, schedule.truncation("accumulator"))
-    _record_extremes(trace, node, "truncated", y)
+        y, extremes = _truncate_with_extremes(trace, acc, schedule.truncation("accumulator"), extremes)
+    _record_extremes(trace, node, "truncated", extremes)
     if a.get("relu", True):
         y = y.clamp_min_(0)
     if a.get("post_pool"):
         total = _pool_sum_nhwc(y)
-        _record_extremes(trace, node, "pool_sum", total)
+        _record_extremes(trace, node, "pool_sum", _extremes(total))
         y = _truncate(trace, total, schedule.truncation("pool_sum"))
-    return y.permute(0, 3, 1, 2).contiguous().numpy()
+    return y.clone(memory_format=torch.contiguous_format).permute(0, 3, 1, 2).numpy()  # owns its memory, NHWC
 
 
 def _ref_fixed_python_ints(schedule, node, fx, trace, x: np.ndarray, bound: int) -> np.ndarray:

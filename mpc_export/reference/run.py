@@ -44,7 +44,8 @@ def run_fixed(graph: Graph, fx: FixedSpec, x_int: np.ndarray, trace: Trace | Non
 
 
 def run_float(graph: Graph, x: np.ndarray) -> dict[str, np.ndarray]:
-    """float64 outputs of every node for a batch of real inputs (N, C, H, W)."""
+    """Float outputs of every node for a batch of real inputs (N, C, H, W): float64 for a graph with float64
+    parameters and inputs, float32 for one whose parameters and inputs are float32."""
     outputs: dict[str, np.ndarray] = {}
     for node in graph.nodes:
         xs = [x] if node.op == "input" else [outputs[i] for i in node.inputs]

@@ -5,12 +5,13 @@ from __future__ import annotations
 
 import copy
 import json
+import re
 from pathlib import Path
 
 import numpy as np
 
 from ..errors import UserError, VerificationFailed
-from ..export.tokens import parse_token
+from ..export.tokens import STOI_LIMIT, parse_token
 from ..export.writer import sha256_file
 from ..quantize.graph import quantize_graph
 
@@ -64,8 +65,46 @@ def _where(entry: dict) -> str:
     return f"{entry['path']}{channel}"
 
 
+# a whole file of runtime tokens (export.tokens.TOKEN), separated by whitespace: one C-speed check
+TOKENS_TEXT = re.compile(r"(?:\s*-?[0-9]+(?:\.[0-9]+)?(?=\s|\Z))*\s*")
+INT64_SAFE = 2.0**62
+
+
+def parse_values(text: str, reading_precision: int) -> np.ndarray | None:
+    """int64 array of what export.tokens.parse_token stores for each whitespace-separated token of
+    ``text``, computed per file rather than per token; None when some token is invalid, an integer token
+    is outside stoi's range or a value reaches 2^62 (the per-token path then names the token)."""
+    if TOKENS_TEXT.fullmatch(text) is None:
+        return None
+    tokens = text.split()
+    has_point = np.fromiter(("." in token for token in tokens), dtype=bool, count=len(tokens))
+    values = np.zeros(len(tokens), dtype=np.int64)
+    integers = [int(token) for token, point in zip(tokens, has_point) if not point]
+    if integers and not (-STOI_LIMIT <= min(integers) and max(integers) < STOI_LIMIT):
+        return None
+    values[~has_point] = integers
+    scaled = np.fromiter((float(token) for token, point in zip(tokens, has_point) if point), dtype=np.float64,
+                         count=int(has_point.sum())) * 2.0**reading_precision
+    if scaled.size and float(np.max(np.abs(scaled))) >= INT64_SAFE:
+        return None
+    values[has_point] = np.copysign(np.floor(np.abs(scaled) + 0.5), scaled)  # C round: half away from zero
+    return values
+
+
 def parse_file(directory: Path, entry: dict, reading_precision: int) -> np.ndarray:
+    """The integers the runtime reads from one data file (raises VerificationFailed naming the first bad
+    token, or a count other than the manifest's)."""
     text = (directory / entry["path"]).read_text()
+    values = parse_values(text, reading_precision)
+    if values is None:
+        values = _parse_tokens(text, entry, reading_precision)
+    if "count" in entry and len(values) != entry["count"]:
+        raise VerificationFailed(f"{_where(entry)}: {len(values)} values, the program reads {entry['count']}")
+    return values
+
+
+def _parse_tokens(text: str, entry: dict, reading_precision: int) -> np.ndarray:
+    """parse_token on every token of ``text``, naming the first one the runtime would abort on."""
     tokens = text.split()
     values = []
     for index, token in enumerate(tokens):
@@ -73,8 +112,6 @@ def parse_file(directory: Path, entry: dict, reading_precision: int) -> np.ndarr
             values.append(parse_token(token, reading_precision))
         except ValueError as exc:
             raise VerificationFailed(f"{_where(entry)}: element {index}: {exc}; the runtime would abort") from None
-    if "count" in entry and len(values) != entry["count"]:
-        raise VerificationFailed(f"{_where(entry)}: {len(values)} values, the program reads {entry['count']}")
     return np.array(values, dtype=np.int64)
 
 

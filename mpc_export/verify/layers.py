@@ -9,12 +9,21 @@ import numpy as np
 from ..fixedpoint import decode
 
 
+def _abs_difference(a: np.ndarray, b: np.ndarray, scratch: np.ndarray) -> tuple[float, float]:
+    """(max, sum) of |a - b| computed in float64 in ``scratch`` (same shape, overwritten): no temporaries."""
+    if scratch.size == 0:
+        return 0.0, 0.0
+    np.subtract(a, b, out=scratch, dtype=np.float64)
+    np.abs(scratch, out=scratch)
+    return float(scratch.max()), float(scratch.sum())
+
+
 @dataclass
 class LayerStats:
     name: str
     op: str
     origin: str
-    max_abs_err: float = 0.0  # vs PyTorch float64, real units
+    max_abs_err: float = 0.0  # vs the PyTorch float oracle (float32 for a state_dict), real units
     sum_abs_err: float = 0.0
     count: int = 0
     peak: float = 0.0  # largest |float output|
@@ -27,25 +36,45 @@ class LayerTable:
     graph: object
     fx: object
     stats: dict[str, LayerStats] = field(default_factory=dict)
+    scratch: dict[str, np.ndarray] = field(default_factory=dict, repr=False)
 
     def __post_init__(self):
         for node in self.graph.nodes:
             self.stats[node.name] = LayerStats(node.name, node.op, node.origin[-1] if node.origin else "input")
 
     def add(self, fixed: dict, torch_out: dict, onnx_out: dict | None, x_real: np.ndarray) -> None:
+        """One batch: fixed (node -> integers at 2^F), torch_out / onnx_out (node -> float outputs of the
+        same images, any float dtype), x_real the real inputs."""
         for node in self.graph.nodes:
             s = self.stats[node.name]
-            ref = decode(fixed[node.name], self.fx.frac_bits)
+            ref = self._decoded(node.name, fixed[node.name])
             flt = x_real if node.op == "input" else torch_out[node.name].reshape(ref.shape)
-            err = np.abs(ref - flt)
-            s.max_abs_err = max(s.max_abs_err, float(err.max()))
-            s.sum_abs_err += float(err.sum())
-            s.count += err.size
-            s.peak = max(s.peak, float(np.abs(flt).max()))
+            scratch = self._scratch(f"{node.name}/difference", ref.shape)
+            err_max, err_sum = _abs_difference(ref, flt, scratch)
+            s.max_abs_err = max(s.max_abs_err, err_max)
+            s.sum_abs_err += err_sum
+            s.count += ref.size
+            s.peak = max(s.peak, float(max(flt.max(), -flt.min())) if flt.size else 0.0)
             if onnx_out is not None and node.name in onnx_out:
-                onnx = onnx_out[node.name].reshape(ref.shape).astype(np.float64)
-                s.onnx_max_abs_err = max(s.onnx_max_abs_err or 0.0, float(np.abs(ref - onnx).max()))
-                s.onnx_vs_torch = max(s.onnx_vs_torch or 0.0, float(np.abs(onnx - flt).max()))
+                onnx = onnx_out[node.name].reshape(ref.shape)
+                s.onnx_max_abs_err = max(s.onnx_max_abs_err or 0.0, _abs_difference(ref, onnx, scratch)[0])
+                s.onnx_vs_torch = max(s.onnx_vs_torch or 0.0, _abs_difference(onnx, flt, scratch)[0])
+
+    def _decoded(self, name: str, values: np.ndarray) -> np.ndarray:
+        """values / 2^F in float64 (fixedpoint.decode), C-contiguous whatever the layout of ``values``;
+        int64 values are decoded into a work array kept per layer."""
+        if values.dtype != np.int64:
+            return np.ascontiguousarray(decode(values, self.fx.frac_bits))
+        out = self._scratch(f"{name}/decoded", values.shape)
+        np.multiply(values, 2.0**-self.fx.frac_bits, out=out)  # equal to decode: both scale by a power of two
+        return out
+
+    def _scratch(self, name: str, shape: tuple) -> np.ndarray:
+        """A float64 work array of ``shape`` kept per layer across batches (no fresh pages per batch)."""
+        buffer = self.scratch.get(name)
+        if buffer is None or buffer.shape != shape:
+            buffer = self.scratch[name] = np.empty(shape, dtype=np.float64)
+        return buffer
 
     def rows(self) -> list[dict]:
         """Each layer with its derived tolerance (from the measured deviation of its input) and the
