@@ -27,6 +27,7 @@ FLOAT64_EXACT_BITS = 53
 
 TRUNCATION_MODES = ("exact", "probabilistic")
 CONVOLUTION_MODES = ("winograd", "direct")
+WEIGHT_MODES = ("private", "public")
 
 
 @dataclass(frozen=True)
@@ -37,27 +38,41 @@ class Protocol:
     bit) or "probabilistic" (``TruncPr``: the floor or the floor + 1, FANNG's cheaper schedule).
     convolution: "winograd" (F(2x2, 3x3) with integer-scaled transforms for every 3x3, stride-1, pad-1
     convolution on an even map: 16 secret products per 2x2 output tile instead of 36, the result exactly
-    4x the direct one, truncated by 2 more bits: the same floor) or "direct"."""
+    4x the direct one, truncated by 2 more bits: the same floor) or "direct".
+    weights: "private" (player 0's secret input) or "public" (every player reads the same parameter
+    files as public values: every product with a weight is local; the model is revealed, the input stays
+    secret)."""
 
     truncation: str = "exact"
     convolution: str = "winograd"
+    weights: str = "private"
 
     def validate(self) -> None:
         if self.truncation not in TRUNCATION_MODES:
             raise UserError(f"--truncation must be one of {', '.join(TRUNCATION_MODES)}, got {self.truncation!r}")
         if self.convolution not in CONVOLUTION_MODES:
             raise UserError(f"--convolution must be one of {', '.join(CONVOLUTION_MODES)}, got {self.convolution!r}")
+        if self.weights not in WEIGHT_MODES:
+            raise UserError(f"--weights must be one of {', '.join(WEIGHT_MODES)}, got {self.weights!r}")
 
     @property
     def exact(self) -> bool:
         return self.truncation == "exact"
 
+    @property
+    def public_weights(self) -> bool:
+        return self.weights == "public"
+
     def as_dict(self) -> dict:
-        return {"truncation": self.truncation, "convolution": self.convolution}
+        return {"truncation": self.truncation, "convolution": self.convolution, "weights": self.weights}
 
     def disclosure(self, debug: bool) -> str:
         """What each party learns beyond the output, in one plain sentence."""
         printed = "every layer's output (a --debug build: for testing only)" if debug else "the logits the program prints"
+        if self.public_weights:
+            return (f"Every player learns the model: its weights, biases and BN factors (public weights) and the program; "
+                    f"players 1 and 2 also learn {printed}; the input stays secret ({self.truncation} truncation and "
+                    f"{self.convolution} convolutions reveal nothing more).")
         return (f"Players 1 and 2 learn the program (the architecture and the tensor shapes) and {printed}; the weights "
                 f"and the input stay secret ({self.truncation} truncation and {self.convolution} convolutions reveal nothing more).")
 

@@ -58,6 +58,7 @@ def build(
     number_format: str = typer.Option("decimal", "--number-format", metavar="decimal|integer", help="decimal (needs F == R) or integer"),
     truncation: str = typer.Option("exact", "--truncation", metavar="exact|probabilistic", help="exact (the secure run equals the reference bit for bit) or probabilistic (TruncPr: cheaper, within a bound)"),
     convolution: str = typer.Option("winograd", "--convolution", metavar="winograd|direct", help="winograd (F(2x2,3x3) for 3x3 stride-1 convolutions: 2.25x fewer products, same output) or direct"),
+    weights: str = typer.Option("private", "--weights", metavar="private|public", help="public: every player reads the parameter files as public values (the model is revealed, the input stays secret; products with a weight are local; --convolution direct is then a little cheaper)"),
     channel_map: Optional[Path] = typer.Option(None, "--channel-map", metavar="TOML", help="channel map TOML (default: the seed table)"),
     force: bool = typer.Option(False, "--force", help="replace an existing output directory"),
     debug: bool = typer.Option(False, "--debug", help="make the program print every layer's output (reveals them!)"),
@@ -77,7 +78,7 @@ def build(
                         force=force, debug=debug, mean=_floats(mean, "--mean"), std=_floats(std, "--std"), trust_pickle=trust_pickle,
                         trust_torchscript=trust_torchscript,
                         fx=FixedSpec(frac_bits=frac_bits, total_bits=total_bits, reading_precision=reading_precision,
-                                     protocol=Protocol(truncation=truncation, convolution=convolution)))
+                                     protocol=Protocol(truncation=truncation, convolution=convolution, weights=weights)))
     if as_json:
         manifest = run_build(opts)
     else:

@@ -63,7 +63,8 @@ def build_summary(console: Console, s: dict, verbose: bool) -> None:
         ("preprocessing", prep["formula"] + normalisation),
         ("fixed point", f"F = {fx['frac_bits']} fractional bits, K = {fx['total_bits']} total, R = "
                         f"{fx['reading_precision']}; {fx['number_format']} files"),
-        ("protocol", f"{s['protocol']['truncation']} truncation, {s['protocol']['convolution']} convolutions"),
+        ("protocol", f"{s['protocol']['truncation']} truncation, {s['protocol']['convolution']} convolutions, "
+                     f"{s['protocol'].get('weights', 'private')} weights"),
         ("cost", f"{c['triples']:,} triples, {c['bits']:,} random bits, {c['rounds']:,} rounds"),
         ("files", f"{s['files']} files, {s['bytes'] / 1e6:.1f} MB: {parameter_files} parameter files on channels "
                   f"{channels[0]}-{channels[-1]}, {len(s['executions'])} input(s), the program, IO answers"),

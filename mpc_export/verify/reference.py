@@ -21,6 +21,8 @@ def _spec(manifest: dict) -> FixedSpec:
     f = manifest["fixed_point"]
     recorded = manifest.get("protocol", {"truncation": "probabilistic", "convolution": "direct"})
     keys = set(Protocol().as_dict())
+    if isinstance(recorded, dict) and set(recorded) == keys - {"weights"}:  # a build before public weights
+        recorded = {**recorded, "weights": "private"}
     if not isinstance(recorded, dict) or set(recorded) != keys:
         raise UserError(f"manifest.json: protocol must be an object with exactly the keys {', '.join(sorted(keys))}, got {recorded!r}")
     protocol = Protocol(**recorded)
