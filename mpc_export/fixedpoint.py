@@ -41,11 +41,15 @@ class Protocol:
     4x the direct one, truncated by 2 more bits: the same floor) or "direct".
     weights: "private" (player 0's secret input) or "public" (every player reads the same parameter
     files as public values: every product with a weight is local; the model is revealed, the input stays
-    secret)."""
+    secret).
+    comparison_limits: ((node, stage, limit_bits), ...) from ``build --calibrate``: each listed stage's
+    values are taken to satisfy |v| < 2^limit_bits (the calibrated peak plus a margin), and the
+    comparisons on it (LTZ) are that much narrower; empty: every comparison at its worst-case width."""
 
     truncation: str = "exact"
     convolution: str = "winograd"
     weights: str = "private"
+    comparison_limits: tuple = ()
 
     def validate(self) -> None:
         if self.truncation not in TRUNCATION_MODES:
@@ -63,8 +67,34 @@ class Protocol:
     def public_weights(self) -> bool:
         return self.weights == "public"
 
+    def limits_for(self, node: str) -> dict[str, int]:
+        """{stage: limit_bits} calibrated for the node's comparisons (empty: none)."""
+        return {stage: bits for name, stage, bits in self.comparison_limits if name == node}
+
     def as_dict(self) -> dict:
-        return {"truncation": self.truncation, "convolution": self.convolution, "weights": self.weights}
+        limits: dict[str, dict[str, int]] = {}
+        for node, stage, bits in self.comparison_limits:
+            limits.setdefault(node, {})[stage] = bits
+        return {"truncation": self.truncation, "convolution": self.convolution, "weights": self.weights,
+                "comparison_limits": limits}
+
+    @classmethod
+    def from_dict(cls, recorded) -> "Protocol":
+        """The protocol a manifest records; keys added later default to what builds did before them
+        (private weights, no calibrated comparison limits). Anything else is one clear error."""
+        keys = set(cls().as_dict())
+        if not isinstance(recorded, dict) or not {"truncation", "convolution"} <= set(recorded) <= keys:
+            raise UserError(f"manifest.json: protocol must be an object with the keys {', '.join(sorted(keys))}, "
+                            f"got {recorded!r}")
+        limits = recorded.get("comparison_limits", {})
+        if not isinstance(limits, dict) or not all(
+                isinstance(stages, dict) and all(isinstance(b, int) and not isinstance(b, bool) and 1 <= b <= 256
+                                                 for b in stages.values()) for stages in limits.values()):
+            raise UserError(f"manifest.json: protocol.comparison_limits must map nodes to {{stage: bits}}, got {limits!r}")
+        protocol = cls(recorded["truncation"], recorded["convolution"], recorded.get("weights", "private"),
+                       tuple(sorted((str(n), str(s), int(b)) for n, stages in limits.items() for s, b in stages.items())))
+        protocol.validate()
+        return protocol
 
     def disclosure(self, debug: bool) -> str:
         """What each party learns beyond the output, in one plain sentence."""

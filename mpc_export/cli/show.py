@@ -71,6 +71,11 @@ def build_summary(console: Console, s: dict, verbose: bool) -> None:
         ("prediction", "; ".join(predictions)),
         ("reveals", s["disclosure"]),
     ]
+    calibration = s.get("calibration")
+    if calibration:
+        rows.append(("calibrated", f"{calibration['narrowed']} comparison(s) narrowed to the peaks of "
+                                   f"{calibration['images']} image(s) of {calibration['dataset']} plus "
+                                   f"{calibration['margin_bits']} bits; verify --dataset fails on any value beyond"))
     broken = [h for h in s["headroom"] if h["worst_case_headroom_bits"] < 0]
     if broken:
         rows.append(("bit budget", f"the worst case from the weights exceeds K at {len(broken)} stage(s) (first: "
