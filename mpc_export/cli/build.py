@@ -22,7 +22,7 @@ from ..load.images import demo_image, load_image
 from ..fixedpoint import FixedSpec, bits_of, encode
 from ..quantize.graph import quantize_graph
 from ..reference.run import Trace, run_fixed
-from ..verify.cost import total_cost
+from ..verify.cost import cost_of_options, total_cost
 
 
 @dataclass
@@ -165,7 +165,7 @@ def build(opts: BuildOptions, progress=None) -> dict:
             "passes": [{"pass": n, "rewrites": c} for n, c in passes],
             "layers": [{"name": n.name, "op": n.op, "shape": list(n.shape), "origin": n.origin} for n in graph.nodes],
             "budget": {"tensors": budget.tensors, "stages": [s.as_dict() for s in budget.stages]},
-            "cost": total_cost(graph, fx),
+            "cost": {**total_cost(graph, fx), "options": cost_of_options(graph, fx)},
             "input_values_per_channel": {str(f["channel"]): f["count"] for f in files if "channel" in f},
             "executions": [{"index": i.execution, "channel": i.channel, "path": i.path, "source": sources[i.execution],
                             "logits": [int(v) for v in outputs[graph.output.name][i.execution]],

@@ -138,6 +138,15 @@ def cost_report(console: Console, manifest: dict) -> None:
                   highlight=False)
     values = manifest.get("input_values_per_channel", {})
     console.print("values input per channel: " + ", ".join(f"{ch}: {n:,}" for ch, n in values.items()), highlight=False)
+    options = manifest["cost"].get("options")
+    if options:
+        t = table("the same model with each option (this build's truncation and calibration kept)",
+                  ["convolution", "weights", "triples", "random bits", "rounds"], right=("triples", "random bits", "rounds"))
+        for o in options:
+            mine = (o["convolution"], o["weights"]) == (protocol.get("convolution"), protocol.get("weights", "private"))
+            t.add_row(o["convolution"] + (" (this build)" if mine else ""), o["weights"], f"{o['triples']:,}",
+                      f"{o['bits']:,}", f"{o['rounds']:,}")
+        console.print(t)
     sparsity = manifest["cost"]["sparsity"]
     console.print(f"a public sparsity pattern would save {sparsity['public_pattern_would_save_multiplications']:,} "
                   f"products; {sparsity['note']}", highlight=False)
