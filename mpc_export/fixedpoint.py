@@ -27,6 +27,7 @@ FLOAT64_EXACT_BITS = 53
 
 TRUNCATION_MODES = ("exact", "probabilistic")
 CONVOLUTION_MODES = ("winograd", "direct")
+WEIGHT_MODES = ("private", "public")
 
 
 @dataclass(frozen=True)
@@ -37,27 +38,71 @@ class Protocol:
     bit) or "probabilistic" (``TruncPr``: the floor or the floor + 1, FANNG's cheaper schedule).
     convolution: "winograd" (F(2x2, 3x3) with integer-scaled transforms for every 3x3, stride-1, pad-1
     convolution on an even map: 16 secret products per 2x2 output tile instead of 36, the result exactly
-    4x the direct one, truncated by 2 more bits: the same floor) or "direct"."""
+    4x the direct one, truncated by 2 more bits: the same floor) or "direct".
+    weights: "private" (player 0's secret input) or "public" (every player reads the same parameter
+    files as public values: every product with a weight is local; the model is revealed, the input stays
+    secret).
+    comparison_limits: ((node, stage, limit_bits), ...) from ``build --calibrate``: each listed stage's
+    values are taken to satisfy |v| < 2^limit_bits (the calibrated peak plus a margin), and the
+    comparisons on it (LTZ) are that much narrower; empty: every comparison at its worst-case width."""
 
     truncation: str = "exact"
     convolution: str = "winograd"
+    weights: str = "private"
+    comparison_limits: tuple = ()
 
     def validate(self) -> None:
         if self.truncation not in TRUNCATION_MODES:
             raise UserError(f"--truncation must be one of {', '.join(TRUNCATION_MODES)}, got {self.truncation!r}")
         if self.convolution not in CONVOLUTION_MODES:
             raise UserError(f"--convolution must be one of {', '.join(CONVOLUTION_MODES)}, got {self.convolution!r}")
+        if self.weights not in WEIGHT_MODES:
+            raise UserError(f"--weights must be one of {', '.join(WEIGHT_MODES)}, got {self.weights!r}")
 
     @property
     def exact(self) -> bool:
         return self.truncation == "exact"
 
+    @property
+    def public_weights(self) -> bool:
+        return self.weights == "public"
+
+    def limits_for(self, node: str) -> dict[str, int]:
+        """{stage: limit_bits} calibrated for the node's comparisons (empty: none)."""
+        return {stage: bits for name, stage, bits in self.comparison_limits if name == node}
+
     def as_dict(self) -> dict:
-        return {"truncation": self.truncation, "convolution": self.convolution}
+        limits: dict[str, dict[str, int]] = {}
+        for node, stage, bits in self.comparison_limits:
+            limits.setdefault(node, {})[stage] = bits
+        return {"truncation": self.truncation, "convolution": self.convolution, "weights": self.weights,
+                "comparison_limits": limits}
+
+    @classmethod
+    def from_dict(cls, recorded) -> "Protocol":
+        """The protocol a manifest records; keys added later default to what builds did before them
+        (private weights, no calibrated comparison limits). Anything else is one clear error."""
+        keys = set(cls().as_dict())
+        if not isinstance(recorded, dict) or not {"truncation", "convolution"} <= set(recorded) <= keys:
+            raise UserError(f"manifest.json: protocol must be an object with the keys {', '.join(sorted(keys))}, "
+                            f"got {recorded!r}")
+        limits = recorded.get("comparison_limits", {})
+        if not isinstance(limits, dict) or not all(
+                isinstance(stages, dict) and all(isinstance(b, int) and not isinstance(b, bool) and 1 <= b <= 256
+                                                 for b in stages.values()) for stages in limits.values()):
+            raise UserError(f"manifest.json: protocol.comparison_limits must map nodes to {{stage: bits}}, got {limits!r}")
+        protocol = cls(recorded["truncation"], recorded["convolution"], recorded.get("weights", "private"),
+                       tuple(sorted((str(n), str(s), int(b)) for n, stages in limits.items() for s, b in stages.items())))
+        protocol.validate()
+        return protocol
 
     def disclosure(self, debug: bool) -> str:
         """What each party learns beyond the output, in one plain sentence."""
         printed = "every layer's output (a --debug build: for testing only)" if debug else "the logits the program prints"
+        if self.public_weights:
+            return (f"Every player learns the model: its weights, biases and BN factors (public weights) and the program; "
+                    f"players 1 and 2 also learn {printed}; the input stays secret ({self.truncation} truncation and "
+                    f"{self.convolution} convolutions reveal nothing more).")
         return (f"Players 1 and 2 learn the program (the architecture and the tensor shapes) and {printed}; the weights "
                 f"and the input stay secret ({self.truncation} truncation and {self.convolution} convolutions reveal nothing more).")
 

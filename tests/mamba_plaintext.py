@@ -129,6 +129,11 @@ class RegisterType:
         assert self.kind == "s" and player == 0
         return Value("s", self.machine.read(channel, size or 1), self.machine)
 
+    def public_input(self, channel, size=None):
+        """cint.public_input: every player reads the same values; here, from the one data folder."""
+        assert self.kind == "c"
+        return Value("c", self.machine.read(channel, size or 1), self.machine)
+
 
 class Machine:
     """Memories, channels and the protocol log of one plaintext execution."""

@@ -55,16 +55,19 @@ def _body(shape: str) -> str:
     return f"r = AdvInteger.TruncPr(a, {k}, {m}, 40)"
 
 
-@pytest.mark.parametrize("model,truncation,convolution", [
-    ("pruned_resnet", "exact", "winograd"), ("pruned_resnet", "probabilistic", "direct"),
-    ("resnet20", "exact", "winograd"), ("custresnet", "exact", "winograd")])
-def test_compiler_requirements_match_the_cost_report(model, truncation, convolution, tmp_path):
+@pytest.mark.parametrize("model,truncation,convolution,weights", [
+    ("pruned_resnet", "exact", "winograd", "private"), ("pruned_resnet", "probabilistic", "direct", "private"),
+    ("pruned_resnet", "exact", "winograd", "public"),
+    ("resnet20", "exact", "winograd", "private"), ("custresnet", "exact", "winograd", "private")])
+def test_compiler_requirements_match_the_cost_report(model, truncation, convolution, weights, tmp_path):
     from mpc_export.cli.build import BuildOptions, build
     from mpc_export.fixedpoint import FixedSpec, Protocol
 
     need_shared(COMPILER)
     path = SEED_MODEL if model == "pruned_resnet" else need_shared(SHARED / "fixtures" / f"{model}_cifar10.pth")
-    manifest = build(BuildOptions(model=path, out=tmp_path / "out", fx=FixedSpec(protocol=Protocol(truncation, convolution))))
+    manifest = build(BuildOptions(model=path, out=tmp_path / "out", fx=FixedSpec(protocol=Protocol(truncation, convolution, weights))))
+    if weights == "public" and model == "pruned_resnet":  # the target: products with a weight are local
+        assert manifest["cost"]["totals"]["triples"] <= 26_000_000
     assert_compiler_count_equals_report(manifest, tmp_path / "out" / "program" / manifest["program"]["name"], tmp_path)
 
 

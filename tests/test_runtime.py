@@ -127,3 +127,34 @@ def test_runtime_failure_reports_the_player_and_leaves_nothing_running(runtime, 
     assert re.search(r"player \d failed", err)
     assert len(err.strip().splitlines()) >= 3  # the failing player's last log lines
     assert not players_left()
+
+
+def test_real_run_with_public_weights_equals_the_reference(runtime, tmp_path, capsys):
+    """--weights public: FANNG's IO serves the parameter files as public input on every player (each
+    reads its own copy; the runtime checks they agree); the input stays player 0's. Logits equal the
+    reference, and the program needs fewer triples than the same model with secret weights."""
+    (tmp_path / "private").mkdir()
+    (tmp_path / "public").mkdir()
+    private = build_small(SmallResidual, tmp_path / "private", capsys)
+    out = build_small(SmallResidual, tmp_path / "public", capsys, extra=["--weights", "public"])
+    manifest = json.loads((out / "manifest.json").read_text())
+    assert manifest["protocol"]["weights"] == "public" and "Every player learns the model" in manifest["disclosure"]
+    secret_triples = json.loads((private / "manifest.json").read_text())["cost"]["totals"]["triples"]
+    assert manifest["cost"]["totals"]["triples"] < secret_triples
+    code, stdout, err = run_cli(["run", out, "--runtime", runtime, "--compiler", need_shared(COMPILER_DIR), "--timeout", "300",
+                                 "--keep"], capsys)
+    assert code == 0, stdout + err
+    kept = Path(re.search(r"kept run roots: (\S+)", stdout).group(1))
+    try:
+        parameters = {f["path"] for f in manifest["files"] if f["role"] == "parameter"}
+        inputs = {f["path"] for f in manifest["files"] if f["role"] == "input"}
+        for player in (1, 2):
+            held = {p.relative_to(kept / f"P{player}" / "Data").as_posix()
+                    for p in (kept / f"P{player}" / "Data" / manifest["data_folder"]).rglob("*") if p.is_file()}
+            assert held == parameters and not held & inputs
+    finally:
+        shutil.rmtree(kept, ignore_errors=True)
+    logged = _logged_logits(out)
+    for execution in manifest["executions"]:
+        assert [logged[(execution["index"], j)] for j in range(3)] == execution["logits"]
+    assert not players_left()

@@ -58,10 +58,13 @@ def _printed(machine, kind):
     return found
 
 
-@pytest.mark.parametrize("convolution", ["winograd", "direct"])
+@pytest.mark.parametrize("convolution,weights", [("winograd", "private"), ("direct", "private"), ("winograd", "public"),
+                                                ("direct", "public")])
 @pytest.mark.parametrize("module_cls", MODELS, ids=lambda c: c.__name__)
-def test_program_executes_the_declared_schedule_and_equals_the_reference(module_cls, convolution, tmp_path, capsys):
-    out = build_small(module_cls, tmp_path, capsys, debug=True, extra=["--convolution", convolution])
+def test_program_executes_the_declared_schedule_and_equals_the_reference(module_cls, convolution, weights, tmp_path, capsys):
+    """With --weights public the parameters are public values (cint): the program's secret products are
+    only the ReLU and max selections, as declared; the output stays equal to the reference."""
+    out = build_small(module_cls, tmp_path, capsys, debug=True, extra=["--convolution", convolution, "--weights", weights])
     manifest, machine = _execute(out)
     executions = len(manifest["executions"])
     counts, products = _declared(manifest)

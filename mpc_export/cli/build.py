@@ -16,12 +16,13 @@ from ..export.plan import data_folder, input_file, parameter_files, program_name
 from ..export.tokens import check_format
 from ..export.writer import StagingDir, sha256_file, write_manifest, write_text
 from ..fold import lower_for_mpc
+from ..ops import Comparison
 from ..load import load_model
 from ..load.images import demo_image, load_image
 from ..fixedpoint import FixedSpec, bits_of, encode
 from ..quantize.graph import quantize_graph
 from ..reference.run import Trace, run_fixed
-from ..verify.cost import total_cost
+from ..verify.cost import cost_of_options, total_cost
 
 
 @dataclass
@@ -38,6 +39,9 @@ class BuildOptions:
     std: tuple[float, ...] | None = None
     trust_pickle: bool = False
     trust_torchscript: bool = False
+    calibrate: Path | None = None  # a data set (.npz, as verify --dataset) to set comparison widths from
+    calibrate_limit: int | None = None  # its first N images
+    margin_bits: int = 4  # calibrated limit = bits of the calibrated peak + this margin
 
 
 def check_calibration(budget, trace: Trace, graph, fx, what: str) -> None:
@@ -49,6 +53,40 @@ def check_calibration(budget, trace: Trace, graph, fx, what: str) -> None:
                 f"{what} overflow at {node} ({stage.name}): |value| needs {bits_of(peak):.1f} bits, the "
                 f"budget is {stage.limit_bits} bits; raise --total-bits or lower --frac-bits"
             )
+
+
+def calibrate(graph, fx: FixedSpec, dataset: Path, limit: int | None, margin_bits: int) -> tuple[FixedSpec, dict]:
+    """Run the reference over the calibration images and narrow every comparison whose stage's peak, plus
+    margin_bits, fits fewer bits than its worst-case width: the FixedSpec to build with (its protocol's
+    comparison_limits) and the manifest's record of it. verify --dataset on other images fails on any
+    value beyond a calibrated limit."""
+    from dataclasses import replace
+
+    from .verify import _batches_from_dataset, load_dataset
+
+    if limit is not None and limit < 1:
+        raise UserError(f"--limit must be at least 1, got {limit}")
+    if not 0 <= margin_bits <= 32:
+        raise UserError(f"--margin-bits must be between 0 and 32, got {margin_bits}")
+    data = load_dataset(dataset, graph.input_shape, int(np.prod(graph.output.shape)))
+    trace, images = Trace(), 0
+    for pixels, _, _ in _batches_from_dataset(data, limit, 250):
+        run_fixed(graph, fx, encode(graph.preprocess(pixels), fx.frac_bits), trace)
+        images += len(pixels)
+    limits = []
+    for node in graph.nodes:
+        if not node.spec.executable:
+            continue
+        for step in node.spec.schedule(node, fx).steps:
+            if not isinstance(step, Comparison):  # only comparisons are narrowed
+                continue
+            calibrated = int(trace.peaks.get((node.name, step.stage), 0)).bit_length() + margin_bits
+            if calibrated < step.limit_bits:
+                limits.append((node.name, step.stage, calibrated))
+    protocol = replace(fx.protocol, comparison_limits=tuple(sorted(set(limits))))
+    record = {"dataset": str(dataset), "sha256": sha256_file(Path(dataset)), "images": images, "margin_bits": margin_bits,
+              "narrowed": len(protocol.comparison_limits)}
+    return replace(fx, protocol=protocol), record
 
 
 def apply_preprocessing(graph, mean, std) -> None:
@@ -80,6 +118,10 @@ def build(opts: BuildOptions, progress=None) -> dict:
     apply_preprocessing(float_graph, opts.mean, opts.std)
     graph, passes = lower_for_mpc(float_graph)
     budget = quantize_graph(graph, fx)
+    calibration = None
+    if opts.calibrate is not None:
+        fx, calibration = calibrate(graph, fx, opts.calibrate, opts.calibrate_limit, opts.margin_bits)
+        budget = quantize_graph(graph, fx)  # the stage limits follow the calibrated comparisons
     params = parameter_files(graph, cmap)
 
     images = [load_image(p, graph.input_shape) for p in opts.inputs] or [demo_image(graph.input_shape)]
@@ -113,6 +155,7 @@ def build(opts: BuildOptions, progress=None) -> dict:
             # the choices the program was generated with; verify and run read them
             "protocol": fx.protocol.as_dict(),
             "disclosure": fx.protocol.disclosure(opts.debug),
+            "calibration": calibration,
             "preprocessing": {"scale": "pixels / 255", "mean": graph.mean, "std": graph.std,
                               "formula": "(pixel / 255 - mean[c]) / std[c], then round(x * 2^F)" if graph.mean else "pixel / 255, then round(x * 2^F)"},
             "data_folder": data_folder(graph),
@@ -122,7 +165,7 @@ def build(opts: BuildOptions, progress=None) -> dict:
             "passes": [{"pass": n, "rewrites": c} for n, c in passes],
             "layers": [{"name": n.name, "op": n.op, "shape": list(n.shape), "origin": n.origin} for n in graph.nodes],
             "budget": {"tensors": budget.tensors, "stages": [s.as_dict() for s in budget.stages]},
-            "cost": total_cost(graph, fx),
+            "cost": {**total_cost(graph, fx), "options": cost_of_options(graph, fx)},
             "input_values_per_channel": {str(f["channel"]): f["count"] for f in files if "channel" in f},
             "executions": [{"index": i.execution, "channel": i.channel, "path": i.path, "source": sources[i.execution],
                             "logits": [int(v) for v in outputs[graph.output.name][i.execution]],

@@ -58,6 +58,10 @@ def build(
     number_format: str = typer.Option("decimal", "--number-format", metavar="decimal|integer", help="decimal (needs F == R) or integer"),
     truncation: str = typer.Option("exact", "--truncation", metavar="exact|probabilistic", help="exact (the secure run equals the reference bit for bit) or probabilistic (TruncPr: cheaper, within a bound)"),
     convolution: str = typer.Option("winograd", "--convolution", metavar="winograd|direct", help="winograd (F(2x2,3x3) for 3x3 stride-1 convolutions: 2.25x fewer products, same output) or direct"),
+    weights: str = typer.Option("private", "--weights", metavar="private|public", help="public: every player reads the parameter files as public values (the model is revealed, the input stays secret; products with a weight are local; --convolution direct is then a little cheaper)"),
+    calibrate: Optional[Path] = typer.Option(None, "--calibrate", metavar="NPZ", help="set each comparison's width from the peaks on these images (x uint8 NHWC, y labels) plus --margin-bits; verify --dataset on other images fails on any value beyond"),
+    limit: Optional[int] = typer.Option(None, "--limit", metavar="N", help="calibrate on the first N images"),
+    margin_bits: int = typer.Option(4, "--margin-bits", metavar="BITS", help="bits of headroom above each calibrated peak"),
     channel_map: Optional[Path] = typer.Option(None, "--channel-map", metavar="TOML", help="channel map TOML (default: the seed table)"),
     force: bool = typer.Option(False, "--force", help="replace an existing output directory"),
     debug: bool = typer.Option(False, "--debug", help="make the program print every layer's output (reveals them!)"),
@@ -75,9 +79,9 @@ def build(
 
     opts = BuildOptions(model=model, out=out, inputs=list(input), number_format=number_format, channel_map=channel_map,
                         force=force, debug=debug, mean=_floats(mean, "--mean"), std=_floats(std, "--std"), trust_pickle=trust_pickle,
-                        trust_torchscript=trust_torchscript,
+                        trust_torchscript=trust_torchscript, calibrate=calibrate, calibrate_limit=limit, margin_bits=margin_bits,
                         fx=FixedSpec(frac_bits=frac_bits, total_bits=total_bits, reading_precision=reading_precision,
-                                     protocol=Protocol(truncation=truncation, convolution=convolution)))
+                                     protocol=Protocol(truncation=truncation, convolution=convolution, weights=weights)))
     if as_json:
         manifest = run_build(opts)
     else:
@@ -139,6 +143,7 @@ def _summary(m: dict) -> dict:
         "cost": m["cost"]["totals"],
         "protocol": m["protocol"],
         "disclosure": m["disclosure"],
+        "calibration": m.get("calibration"),
         "build_seconds": m["build_seconds"],
         "program": m["program"]["path"],
     }

@@ -63,13 +63,19 @@ def build_summary(console: Console, s: dict, verbose: bool) -> None:
         ("preprocessing", prep["formula"] + normalisation),
         ("fixed point", f"F = {fx['frac_bits']} fractional bits, K = {fx['total_bits']} total, R = "
                         f"{fx['reading_precision']}; {fx['number_format']} files"),
-        ("protocol", f"{s['protocol']['truncation']} truncation, {s['protocol']['convolution']} convolutions"),
+        ("protocol", f"{s['protocol']['truncation']} truncation, {s['protocol']['convolution']} convolutions, "
+                     f"{s['protocol'].get('weights', 'private')} weights"),
         ("cost", f"{c['triples']:,} triples, {c['bits']:,} random bits, {c['rounds']:,} rounds"),
         ("files", f"{s['files']} files, {s['bytes'] / 1e6:.1f} MB: {parameter_files} parameter files on channels "
                   f"{channels[0]}-{channels[-1]}, {len(s['executions'])} input(s), the program, IO answers"),
         ("prediction", "; ".join(predictions)),
         ("reveals", s["disclosure"]),
     ]
+    calibration = s.get("calibration")
+    if calibration:
+        rows.append(("calibrated", f"{calibration['narrowed']} comparison(s) narrowed to the peaks of "
+                                   f"{calibration['images']} image(s) of {calibration['dataset']} plus "
+                                   f"{calibration['margin_bits']} bits; verify --dataset fails on any value beyond"))
     broken = [h for h in s["headroom"] if h["worst_case_headroom_bits"] < 0]
     if broken:
         rows.append(("bit budget", f"the worst case from the weights exceeds K at {len(broken)} stage(s) (first: "
@@ -132,6 +138,15 @@ def cost_report(console: Console, manifest: dict) -> None:
                   highlight=False)
     values = manifest.get("input_values_per_channel", {})
     console.print("values input per channel: " + ", ".join(f"{ch}: {n:,}" for ch, n in values.items()), highlight=False)
+    options = manifest["cost"].get("options")
+    if options:
+        t = table("the same model with each option (this build's truncation and calibration kept)",
+                  ["convolution", "weights", "triples", "random bits", "rounds"], right=("triples", "random bits", "rounds"))
+        for o in options:
+            mine = (o["convolution"], o["weights"]) == (protocol.get("convolution"), protocol.get("weights", "private"))
+            t.add_row(o["convolution"] + (" (this build)" if mine else ""), o["weights"], f"{o['triples']:,}",
+                      f"{o['bits']:,}", f"{o['rounds']:,}")
+        console.print(t)
     sparsity = manifest["cost"]["sparsity"]
     console.print(f"a public sparsity pattern would save {sparsity['public_pattern_would_save_multiplications']:,} "
                   f"products; {sparsity['note']}", highlight=False)

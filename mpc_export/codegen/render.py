@@ -38,7 +38,8 @@ class Buffer:
 class Layout:
     """Memory of the program: one array per parameter tensor and per activation."""
 
-    def __init__(self, graph: Graph, params: list[ParamFile]):
+    def __init__(self, graph: Graph, params: list[ParamFile], param_kind: str = "sint"):
+        """param_kind: how parameters are held, "sint" (secret) or "cint" (public weights)."""
         self.graph = graph
         self.buffers: list[Buffer] = []
         self._param: dict[tuple[str, str], Buffer] = {}
@@ -47,16 +48,16 @@ class Layout:
         for path, channel, tensors in files_of(params):
             if len(tensors) == 1:
                 pf = tensors[0]
-                buf = Buffer(pf.tensor.upper(), "sint", pf.count, "param", f"{pf.tensor} ({pf.layout}), channel {channel}")
+                buf = Buffer(pf.tensor.upper(), param_kind, pf.count, "param", f"{pf.tensor} ({pf.layout}), channel {channel}")
                 self._param[(pf.node, pf.param)] = buf
                 self.buffers.append(buf)
             else:
                 total = sum(pf.count for pf in tensors)
-                buf = Buffer(f"PACKED_{tensors[0].param.upper()}", "sint", total, "param",
+                buf = Buffer(f"PACKED_{tensors[0].param.upper()}", param_kind, total, "param",
                              f"all {tensors[0].param} tensors concatenated, channel {channel}")
                 self.buffers.append(buf)
                 for pf in tensors:
-                    view = Buffer(pf.tensor.upper(), "sint", pf.count, "param", f"{pf.tensor} ({pf.layout})", view_of=buf.name, offset=pf.offset)
+                    view = Buffer(pf.tensor.upper(), param_kind, pf.count, "param", f"{pf.tensor} ({pf.layout})", view_of=buf.name, offset=pf.offset)
                     self._param[(pf.node, pf.param)] = view
                     self.buffers.append(view)
             self.file_buffers.append((buf, channel, path))
@@ -135,7 +136,7 @@ def _environment() -> jinja2.Environment:
 
 def render_program(graph: Graph, fx: FixedSpec, params: list[ParamFile], inputs: list[InputFile], debug: bool = False) -> str:
     env = _environment()
-    layout = Layout(graph, params)
+    layout = Layout(graph, params, "cint" if fx.protocol.public_weights else "sint")
     used = []
     for node in graph.nodes:
         if node.spec.template not in used:
@@ -145,13 +146,15 @@ def render_program(graph: Graph, fx: FixedSpec, params: list[ParamFile], inputs:
     setups = [str(macros[n.spec.template].setup(args[n.name])).strip() for n in graph.nodes]
     calls = [str(macros[n.spec.template].call(args[n.name])).strip() for n in graph.nodes]
     param_reads = [
-        {"channel": channel, "buffer": buf.name, "count": buf.size, "chunk": min(READ_CHUNK, buf.size), "path": path}
+        {"channel": channel, "buffer": buf.name, "count": buf.size, "chunk": min(READ_CHUNK, buf.size), "path": path,
+         "public": fx.protocol.public_weights}
         for buf, channel, path in layout.file_buffers
     ]
     input_size = _prod(graph.input_shape)
     executions, channel_reads = [], []
     for inp in inputs:
-        read_input = {"channel": inp.channel, "buffer": "INPUT_STAGING", "count": input_size, "chunk": min(READ_CHUNK, input_size), "path": inp.path}
+        read_input = {"channel": inp.channel, "buffer": "INPUT_STAGING", "count": input_size, "chunk": min(READ_CHUNK, input_size), "path": inp.path,
+                      "public": False}
         reads = [read_input] + (param_reads if inp.execution == 0 else [])
         channel_reads.extend(reads)
         executions.append({"index": inp.execution, "reads": reads, "calls": calls})
@@ -164,6 +167,7 @@ def render_program(graph: Graph, fx: FixedSpec, params: list[ParamFile], inputs:
         frac_bits=fx.frac_bits,
         total_bits=fx.total_bits,
         kappa=fx.kappa,
+        public_weights=fx.protocol.public_weights,
         debug=debug,
         max_vector=max_vector(graph),
         op_preludes=[str(macros[name].prelude()).strip() for name in used],

@@ -33,6 +33,8 @@ class Op:
 
     def __init_subclass__(cls, **kwargs):
         super().__init_subclass__(**kwargs)
+        if "schedule" in cls.__dict__:  # seen through the build's calibrated comparison limits, for every use
+            cls.schedule = classmethod(_calibrated(cls.__dict__["schedule"].__func__))
         if not cls.name:
             raise TypeError(f"{cls.__name__} has no op name")
         if cls.name.startswith("_"):  # an abstract family base, not an op
@@ -106,6 +108,20 @@ class Op:
     # how the snippet's --debug print indexes the output: "chw" (channel, row, column) or "vector"
     # (0, 0, i: a dense layer's outputs, a global pool's channels)
     debug_print: str = "chw"
+
+
+def _calibrated(declare):
+    """An op's schedule with the comparisons narrowed to the build's calibrated limits for this node
+    (``Protocol.comparison_limits``, from ``build --calibrate``): its stages, cost, reference and template
+    all take them from here, and no op has to know about calibration."""
+
+    def schedule(cls, node, fx) -> Schedule:
+        declared = declare(cls, node, fx)
+        limits = fx.protocol.limits_for(node.name)
+        return declared.narrowed(limits) if limits else declared
+
+    schedule.__doc__ = declare.__doc__
+    return schedule
 
 
 class NonExpanding:

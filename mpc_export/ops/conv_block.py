@@ -110,14 +110,18 @@ class ConvBlock(Op):
         kernel element on the (strided) output grid, or Winograd's 16 per 2x2 output tile; per output
         channel three pairwise maxima (2x2 max pool), the product by new_gamma, one truncation, the ReLU and
         the average pool's truncation. A Winograd program holds 4x the accumulator and scaled values
-        (scale_bits 2): its truncation and comparisons get 2 more bits, and the shift 2 more."""
+        (scale_bits 2): its truncation and comparisons get 2 more bits, and the shift 2 more. With public
+        weights the products by a weight and by new_gamma are local: no secret products."""
         o, i, kh, kw = node.params["weight"].shape
         a, k, f = node.attrs, fx.total_bits, fx.frac_bits
         exact = fx.protocol.exact
         g = cls.grids(node)
         winograd = cls.winograd(node, fx)
         extra = 2 if winograd else 0
-        if winograd:
+        secret_weights = not fx.protocol.public_weights
+        if not secret_weights:
+            steps = []
+        elif winograd:
             steps = [Products("Winograd products", o * i, 16 * g["conv_grid"] // 4)]
         else:
             steps = [Products("convolution taps", o * i, kh * kw * g["conv_grid"])]
@@ -125,8 +129,8 @@ class ConvBlock(Op):
             steps += [Comparison("accumulator", 2 * k + extra, 3 * o, g["value_grid"], operand="difference", scale_bits=extra),
                       Products("max pool selection", 3 * o, g["value_grid"])]
         if a.get("affine", True):
-            steps += [Products("x new_gamma", o, g["value_grid"]),
-                      Truncation("scaled", 2 * k + extra, 2 * f + extra, exact, o, g["value_grid"], scale_bits=extra)]
+            steps += [Products("x new_gamma", o, g["value_grid"])] if secret_weights else []
+            steps += [Truncation("scaled", 2 * k + extra, 2 * f + extra, exact, o, g["value_grid"], scale_bits=extra)]
         else:
             steps.append(Truncation("accumulator", 2 * k + extra, f + extra, exact, o, g["value_grid"], scale_bits=extra))
         if a.get("relu", True):

@@ -59,7 +59,8 @@ class Dense(Op):
         value), then one truncation and the ReLU over all outputs at once."""
         out, fan_in = node.params["weight"].shape
         k = fx.total_bits
-        steps = [Products("weights", fan_in, out), Truncation("accumulator", 2 * k, fx.frac_bits, fx.protocol.exact, 1, out)]
+        products = [] if fx.protocol.public_weights else [Products("weights", fan_in, out)]  # public: local
+        steps = products + [Truncation("accumulator", 2 * k, fx.frac_bits, fx.protocol.exact, 1, out)]
         if node.attrs["relu"]:
             steps += [Comparison("truncated", k, 1, out), Products("ReLU selection", 1, out)]
         return Schedule(steps, stored=[Stage("truncated", fx.value_limit_bits)])

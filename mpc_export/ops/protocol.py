@@ -15,7 +15,7 @@ compiler (``Compiler/AdvInteger.py``), checked against the compiler itself by te
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 
 
@@ -128,6 +128,13 @@ class Schedule:
         if len(found) != 1:
             raise KeyError(f"no single {kind.__name__} declared on stage {stage!r}")
         return found[0]
+
+    def narrowed(self, limits: dict[str, int]) -> "Schedule":
+        """The same steps with each comparison on a listed stage narrowed so that the stage's values need
+        only |v| < 2^limits[stage] (calibrated limits; never wider than declared)."""
+        steps = [replace(step, bit_length=min(step.bit_length, step.bit_length - step.limit_bits + limits[step.stage]))
+                 if isinstance(step, Comparison) and step.stage in limits else step for step in self.steps]
+        return Schedule(steps, self.stored)
 
     def stages(self) -> list[Stage]:
         """Every intermediate once, in order of first mention, with the tightest limit any use needs."""

@@ -173,7 +173,8 @@ def stage_compile_root(directory: Path, manifest: dict, data_setup: Path) -> Pat
 
 def player_root(root: Path, player: int, directory: Path, manifest: dict, runtime: Path, data_setup: Path) -> Path:
     """Player p's own run root, as on its own host: the runtime's set-up and the compiled program; the
-    build's data folder (the P0 files) only for player 0."""
+    build's data folder (the P0 files) only for player 0, except that with public weights every player
+    gets the parameter files (each reads them as public input)."""
     mine = root / f"P{player}"
     mine.mkdir()
     for name in ("PlayerBinary.x", "Circuits", "Cert-Store"):
@@ -181,6 +182,11 @@ def player_root(root: Path, player: int, directory: Path, manifest: dict, runtim
     shutil.copytree(data_setup, mine / "Data", ignore=shutil.ignore_patterns("Memory-P*"))
     if player == 0:
         shutil.copytree(directory / manifest["data_folder"], mine / "Data" / manifest["data_folder"])
+    elif manifest["protocol"].get("weights") == "public":
+        for entry in manifest["files"]:
+            if entry["role"] == "parameter":
+                (mine / "Data" / entry["path"]).parent.mkdir(parents=True, exist_ok=True)
+                shutil.copy(directory / entry["path"], mine / "Data" / entry["path"])
     shutil.copytree(root / "compile" / "Programs", mine / "Programs")
     return mine
 

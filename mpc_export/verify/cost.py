@@ -22,6 +22,26 @@ def _zero_weight_fraction(node) -> float | None:
     return float(np.mean(weight == 0)) if weight is not None and weight.size else None
 
 
+def cost_of_options(graph, fx) -> list[dict]:
+    """The totals this graph's program would need with each convolution and weights option (the build's
+    truncation and calibration kept): what `cost` shows next to the build's own choice."""
+    from dataclasses import replace
+
+    from ..fixedpoint import CONVOLUTION_MODES, WEIGHT_MODES
+
+    options = []
+    for convolution in CONVOLUTION_MODES:
+        for weights in WEIGHT_MODES:
+            alternative = replace(fx, protocol=replace(fx.protocol, convolution=convolution, weights=weights))
+            totals = {"triples": 0, "bits": 0, "rounds": 0}
+            for node in graph.nodes:
+                cost = node.spec.cost(node, alternative)
+                for key in totals:
+                    totals[key] += cost[key]
+            options.append({"convolution": convolution, "weights": weights, **totals})
+    return options
+
+
 def total_cost(graph, fx) -> dict:
     layers = []
     totals = {key: 0 for key in SUMMED}

@@ -19,12 +19,7 @@ def _spec(manifest: dict) -> FixedSpec:
     """The fixed-point format and protocol the build recorded (a build without a protocol object predates
     exact truncation: probabilistic)."""
     f = manifest["fixed_point"]
-    recorded = manifest.get("protocol", {"truncation": "probabilistic", "convolution": "direct"})
-    keys = set(Protocol().as_dict())
-    if not isinstance(recorded, dict) or set(recorded) != keys:
-        raise UserError(f"manifest.json: protocol must be an object with exactly the keys {', '.join(sorted(keys))}, got {recorded!r}")
-    protocol = Protocol(**recorded)
-    protocol.validate()
+    protocol = Protocol.from_dict(manifest.get("protocol", {"truncation": "probabilistic", "convolution": "direct"}))
     return FixedSpec(f["frac_bits"], f["total_bits"], f["kappa"], f["prime_bits"], f["reading_precision"], protocol)
 
 
