@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 import tomllib
 from dataclasses import dataclass
 from pathlib import Path
@@ -133,13 +135,29 @@ def channel_map_from_data(data: dict, path) -> ChannelMap:
     return ChannelMap(dict(params), params_range, reserved, inputs, list(kinds), str(path), packed)
 
 
+def _beyond_table(cmap: ChannelMap, tensor: str) -> bool | None:
+    """For a tensor named <kind>_layer_<i>_<param>: whether the table names that kind and param only for
+    layers below i (True) or also above it (False: a gap); None for other names."""
+    match = re.fullmatch(r"(.+_layer)_(\d+)_(.+)", tensor)
+    if match is None:
+        return None
+    prefix, index, param = match.group(1), int(match.group(2)), match.group(3)
+    named = [int(m.group(1)) for name in cmap.parameters
+             if (m := re.fullmatch(re.escape(prefix) + r"_(\d+)_" + re.escape(param), name))]
+    return all(i < index for i in named)
+
+
 def check_covers(cmap: ChannelMap, tensors: list[str]) -> bool:
-    """True when every tensor has its own channel; False when the packed rule must be used: a tensor the
-    table does not name (more tensors than channels, or a layer the seed table lacks, e.g. a third linear
-    layer)."""
+    """True when every tensor has its own channel; False when the packed rule must be used: the model
+    has more tensors than the table has channels, or layers beyond the table's (e.g. a third linear
+    layer on the seed table). A gap in the table (it names layer 3's bias but not layer 2's) is an error:
+    a mistyped map, not a bigger model."""
     missing = [t for t in tensors if t not in cmap.parameters]
-    if missing and cmap.packed is not None:
+    gaps = [t for t in missing if _beyond_table(cmap, t) is False]
+    if missing and not gaps and cmap.packed is not None:
         return False
+    if gaps:
+        missing = gaps
     if missing:
         raise UserError(f"{cmap.source}: no channel for tensor {missing[0]}" + (f" (and {len(missing) - 1} more)" if len(missing) > 1 else ""))
     return True  # entries for tensors the model lacks (a smaller model on the seed table) stay unused
