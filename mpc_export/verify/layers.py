@@ -47,9 +47,9 @@ class LayerTable:
         same images, any float dtype), x_real the real inputs."""
         for node in self.graph.nodes:
             s = self.stats[node.name]
-            ref = self._decoded(node.name, fixed[node.name])
+            ref = self._decoded(fixed[node.name])
             flt = x_real if node.op == "input" else torch_out[node.name].reshape(ref.shape)
-            scratch = self._scratch(f"{node.name}/difference", ref.shape)
+            scratch = self._scratch("difference", ref.shape)
             err_max, err_sum = _abs_difference(ref, flt, scratch)
             s.max_abs_err = max(s.max_abs_err, err_max)
             s.sum_abs_err += err_sum
@@ -60,21 +60,23 @@ class LayerTable:
                 s.onnx_max_abs_err = max(s.onnx_max_abs_err or 0.0, _abs_difference(ref, onnx, scratch)[0])
                 s.onnx_vs_torch = max(s.onnx_vs_torch or 0.0, _abs_difference(onnx, flt, scratch)[0])
 
-    def _decoded(self, name: str, values: np.ndarray) -> np.ndarray:
+    def _decoded(self, values: np.ndarray) -> np.ndarray:
         """values / 2^F in float64 (fixedpoint.decode), C-contiguous whatever the layout of ``values``;
-        int64 values are decoded into a work array kept per layer."""
+        int64 values are decoded into a kept work array (valid until the next layer's)."""
         if values.dtype != np.int64:
             return np.ascontiguousarray(decode(values, self.fx.frac_bits))
-        out = self._scratch(f"{name}/decoded", values.shape)
+        out = self._scratch("decoded", values.shape)
         np.multiply(values, 2.0**-self.fx.frac_bits, out=out)  # equal to decode: both scale by a power of two
         return out
 
-    def _scratch(self, name: str, shape: tuple) -> np.ndarray:
-        """A float64 work array of ``shape`` kept per layer across batches (no fresh pages per batch)."""
-        buffer = self.scratch.get(name)
-        if buffer is None or buffer.shape != shape:
-            buffer = self.scratch[name] = np.empty(shape, dtype=np.float64)
-        return buffer
+    def _scratch(self, purpose: str, shape: tuple) -> np.ndarray:
+        """A float64 work array of ``shape``, one per purpose for every layer, kept across batches (no fresh
+        pages per batch): a flat buffer grown to the largest layer, valid until the next take."""
+        size = int(np.prod(shape))
+        flat = self.scratch.get(purpose)
+        if flat is None or flat.size < size:
+            flat = self.scratch[purpose] = np.empty(size, dtype=np.float64)
+        return flat[:size].reshape(shape)
 
     def rows(self) -> list[dict]:
         """Each layer with its derived tolerance (from the measured deviation of its input) and the
