@@ -8,7 +8,6 @@ import numpy as np
 import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from hypothesis.extra.numpy import arrays
 
 from mpc_export.fixedpoint import FixedSpec
 from mpc_export.ir.graph import Node

@@ -33,8 +33,6 @@ class Op:
 
     def __init_subclass__(cls, **kwargs):
         super().__init_subclass__(**kwargs)
-        if "schedule" in cls.__dict__:  # seen through the build's calibrated comparison limits, for every use
-            cls.schedule = classmethod(_calibrated(cls.__dict__["schedule"].__func__))
         if not cls.name:
             raise TypeError(f"{cls.__name__} has no op name")
         if cls.name.startswith("_"):  # an abstract family base, not an op
@@ -45,6 +43,8 @@ class Op:
             for member in ("schedule", "ref_fixed", "worst_case", "error_ulp", "float_tolerance", "template_args"):
                 if getattr(cls, member).__func__ is getattr(Op, member).__func__:
                     raise TypeError(f"executable op {cls.name} lacks {member}")
+            if not getattr(cls.schedule.__func__, "narrowed_by_calibration", False):  # declared here or inherited
+                cls.schedule = classmethod(_calibrated(cls.schedule.__func__))
         OPS[cls.name] = cls
 
     # ---- float side
@@ -121,6 +121,7 @@ def _calibrated(declare):
         return declared.narrowed(limits) if limits else declared
 
     schedule.__doc__ = declare.__doc__
+    schedule.narrowed_by_calibration = True
     return schedule
 
 

@@ -8,11 +8,9 @@ multiplication each), halving the vector per level.
 
 from __future__ import annotations
 
-import math
 
-import numpy as np
 
-from ..fixedpoint import encode
+from ._average import Averaging, power_of_two, reciprocal
 from .base import NonExpanding, Op
 from .protocol import Comparison, Products, Schedule, Stage, Truncation
 
@@ -20,10 +18,6 @@ from .protocol import Comparison, Products, Schedule, Stage, Truncation
 def _area(node) -> int:
     c, h, w = node.in_shapes[0]
     return h * w
-
-
-def _power_of_two(n: int) -> bool:
-    return n & (n - 1) == 0
 
 
 def tree_levels(n: int) -> list[int]:
@@ -36,14 +30,15 @@ def tree_levels(n: int) -> list[int]:
     return levels
 
 
-def _reciprocal(area: int, frac_bits: int) -> int:
-    """round(2^F / area): the rounded reciprocal used when the area is not a power of two."""
-    return int(encode(np.array([1.0 / area]), frac_bits)[0])
 
 
 class _GlobalPool(Op):
     name = "_global_pool_base"  # replaced by subclasses
     input_layout = "padded"
+
+    @classmethod
+    def _area(cls, node) -> int:
+        return _area(node)
     output_layouts = ("dense",)
     debug_print = "vector"
 
@@ -62,13 +57,17 @@ class _GlobalPool(Op):
                 "truncation": next((s for s in schedule.steps if isinstance(s, Truncation)), None) if avg else None,
                 "max_bits": None if avg else schedule.steps[0].bit_length,  # every level compares alike
                 "channels": c, "plane": (h + 2) * (w + 2), "height": h, "width": w, "row": w + 2, "area": h * w,
-                "reciprocal": None if _power_of_two(h * w) else _reciprocal(h * w, fx.frac_bits)}
+                "reciprocal": None if power_of_two(h * w) else reciprocal(h * w, fx.frac_bits)}
 
 
-class GlobalAvgPool(_GlobalPool):
+class GlobalAvgPool(Averaging, _GlobalPool):
     name = "global_avgpool"
     executable = True
     template = "global_pool"
+
+    @classmethod
+    def _outputs(cls, node) -> tuple[int, int]:
+        return node.in_shapes[0][0], 1
 
     @classmethod
     def ref_float(cls, node, x):
@@ -76,47 +75,7 @@ class GlobalAvgPool(_GlobalPool):
 
     @classmethod
     def ref_fixed(cls, node, fx, trace, x):
-        area = _area(node)
-        schedule = cls.schedule(node, fx)
-        total = x.sum(axis=(2, 3), keepdims=True)
-        trace.record(node, "sum", total)
-        if _power_of_two(area):
-            return trace.truncate(total, schedule.truncation("sum"))
-        scaled = total * _reciprocal(area, fx.frac_bits)
-        trace.record(node, "sum_times_reciprocal", scaled)
-        return trace.truncate(scaled, schedule.truncation("sum_times_reciprocal"))
-
-    @classmethod
-    def schedule(cls, node, fx):
-        """Per channel (one run-time iteration each): the sum of the map (local), one truncation."""
-        c, area, k = node.in_shapes[0][0], _area(node), fx.total_bits
-        exact = fx.protocol.exact
-        if _power_of_two(area):
-            shift = int(math.log2(area))
-            return Schedule([Truncation("sum", k + shift, shift, exact, c, 1)])
-        return Schedule([Truncation("sum_times_reciprocal", 2 * k, fx.frac_bits, exact, c, 1)],
-                        stored=[Stage("sum", k - 1 + math.ceil(math.log2(area)))])
-
-    @classmethod
-    def worst_case(cls, node, fx, in_bound):
-        total = in_bound * _area(node)
-        stages = {"sum": total}
-        if not _power_of_two(_area(node)):
-            stages["sum_times_reciprocal"] = total * _reciprocal(_area(node), fx.frac_bits)
-        return stages, in_bound + 1
-
-    @classmethod
-    def error_ulp(cls, node, fx, in_error):
-        (truncation,) = cls.schedule(node, fx).steps
-        return in_error + truncation.rounding_ulp
-
-    @classmethod
-    def float_tolerance(cls, node, fx, in_errors, in_peaks):
-        step = 2.0 ** -fx.frac_bits
-        area = _area(node)
-        rounding = 0.0 if _power_of_two(area) else in_peaks[0] * area * step / 2  # reciprocal rounded to 2^-F
-        return float(in_errors[0]) + rounding + step
-
+        return cls.average(node, fx, trace, x.sum(axis=(2, 3), keepdims=True))
 
 
 class GlobalMaxPool(NonExpanding, _GlobalPool):

@@ -18,14 +18,13 @@ tap), one channel per run-time iteration.
 
 from __future__ import annotations
 
-import math
 
 import numpy as np
 
 from ..errors import UserError
 from ._kernels import window_out
 from .base import NonExpanding, Op
-from .global_pool import _power_of_two, _reciprocal
+from ._average import Averaging, power_of_two, reciprocal
 from .protocol import Comparison, Products, Schedule, Stage, Truncation
 
 
@@ -90,7 +89,7 @@ class _Pool(Op):
                 # the protocol numbers, from the declared schedule
                 "max_bits": schedule.steps[0].bit_length if maximum and schedule.steps else None,
                 "truncation": truncation,
-                "reciprocal": None if maximum or _power_of_two(kernel * kernel) else _reciprocal(kernel * kernel, fx.frac_bits),
+                "reciprocal": None if maximum or power_of_two(kernel * kernel) else reciprocal(kernel * kernel, fx.frac_bits),
                 "target_offset": wo + 3 if padded else 0,
                 "target_channel_stride": (ho + 2) * (wo + 2) if padded else ho * wo,
                 "target_row_stride": wo + 2 if padded else wo}
@@ -125,64 +124,18 @@ class MaxPool(NonExpanding, _Pool):
         return {"input": in_bound}, in_bound
 
 
-class AvgPool(_Pool):
+class AvgPool(Averaging, _Pool):
     name = "avgpool"
 
     @classmethod
-    def ref_float(cls, node, x):
+    def _area(cls, node) -> int:
         kernel, _ = _window(node)
-        return sum(_taps(node, x)) / float(kernel * kernel)
+        return kernel * kernel
+
+    @classmethod
+    def ref_float(cls, node, x):
+        return sum(_taps(node, x)) / float(cls._area(node))
 
     @classmethod
     def ref_fixed(cls, node, fx, trace, x):
-        kernel, _ = _window(node)
-        schedule = cls.schedule(node, fx)
-        total = sum(_taps(node, x))
-        trace.record(node, "sum", total)
-        if _power_of_two(kernel * kernel):
-            return trace.truncate(total, schedule.truncation("sum"))
-        scaled = total * _reciprocal(kernel * kernel, fx.frac_bits)
-        trace.record(node, "sum_times_reciprocal", scaled)
-        return trace.truncate(scaled, schedule.truncation("sum_times_reciprocal"))
-
-    @classmethod
-    def schedule(cls, node, fx):
-        """Per channel (one run-time iteration each): the window sums (local), one truncation over the
-        channel's output values."""
-        c, count = cls._outputs(node)
-        kernel, _ = _window(node)
-        area, k, exact = kernel * kernel, fx.total_bits, fx.protocol.exact
-        if _power_of_two(area):
-            shift = int(math.log2(area))
-            return Schedule([Truncation("sum", k + shift, shift, exact, c, count)])
-        return Schedule([Truncation("sum_times_reciprocal", 2 * k, fx.frac_bits, exact, c, count)],
-                        stored=[Stage("sum", k - 1 + math.ceil(math.log2(area)))])
-
-    @classmethod
-    def worst_case(cls, node, fx, in_bound):
-        kernel, _ = _window(node)
-        area = kernel * kernel
-        total = in_bound * area
-        stages = {"sum": total}
-        if not _power_of_two(area):
-            stages["sum_times_reciprocal"] = total * _reciprocal(area, fx.frac_bits)
-        return stages, in_bound + 1
-
-    @classmethod
-    def error_ulp(cls, node, fx, in_error):
-        """A deviation d of each input sums to area * d; divided by the area (or times the rounded
-        reciprocal and floored by F), at most ceil of that, plus the truncation's own rounding."""
-        kernel, _ = _window(node)
-        area = kernel * kernel
-        (truncation,) = cls.schedule(node, fx).steps
-        if _power_of_two(area):
-            return in_error + truncation.rounding_ulp
-        return -(-(in_error * area * _reciprocal(area, fx.frac_bits)) // 2**fx.frac_bits) + truncation.rounding_ulp
-
-    @classmethod
-    def float_tolerance(cls, node, fx, in_errors, in_peaks):
-        kernel, _ = _window(node)
-        area = kernel * kernel
-        step = 2.0 ** -fx.frac_bits
-        rounding = 0.0 if _power_of_two(area) else in_peaks[0] * area * step / 2  # reciprocal rounded to 2^-F
-        return float(in_errors[0]) + rounding + step
+        return cls.average(node, fx, trace, sum(_taps(node, x)))
