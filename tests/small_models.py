@@ -136,15 +136,23 @@ class SmallOddKernels(torch.nn.Module):
         return self.fc(self.flat(self.conv4(torch.relu(self.conv3(x)))))
 
 
-def build_small(module_cls, tmp_path, capsys, seed=1, debug=False, extra=()):
-    torch.manual_seed(seed)
-    model = module_cls()
+def randomise_batchnorm(model: torch.nn.Module, mean: float = 0.2, bias: float | None = None) -> torch.nn.Module:
+    """Random BatchNorm statistics and scales (so a dropped or misfolded BN would show): running mean in
+    [-mean, mean], running var in [0.5, 2], weight in [0.5, 1.5], and the bias in [-bias, bias] if given."""
     with torch.no_grad():
         for m in model.modules():
             if isinstance(m, torch.nn.BatchNorm2d):
-                m.running_mean.uniform_(-0.2, 0.2)
+                m.running_mean.uniform_(-mean, mean)
                 m.running_var.uniform_(0.5, 2.0)
                 m.weight.uniform_(0.5, 1.5)
+                if bias is not None:
+                    m.bias.uniform_(-bias, bias)
+    return model
+
+
+def build_small(module_cls, tmp_path, capsys, seed=1, debug=False, extra=()):
+    torch.manual_seed(seed)
+    model = randomise_batchnorm(module_cls())
     path = tmp_path / "small.onnx"
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")

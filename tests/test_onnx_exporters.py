@@ -24,6 +24,7 @@ from hypothesis import strategies as st
 from onnx import TensorProto, helper, numpy_helper
 
 from conftest import run_cli
+from small_models import randomise_batchnorm
 
 INPUT_SIZE = 8
 
@@ -74,14 +75,7 @@ class PlainNet(torch.nn.Module):
 def _with_random_statistics(model: torch.nn.Module, seed: int) -> torch.nn.Module:
     """Random weights and BatchNorm statistics (so a dropped BN would show), in eval mode."""
     torch.manual_seed(seed)
-    with torch.no_grad():
-        for m in model.modules():
-            if isinstance(m, torch.nn.BatchNorm2d):
-                m.running_mean.uniform_(-0.3, 0.3)
-                m.running_var.uniform_(0.5, 2.0)
-                m.weight.uniform_(0.5, 1.5)
-                m.bias.uniform_(-0.2, 0.2)
-    return model.eval()
+    return randomise_batchnorm(model, mean=0.3, bias=0.2).eval()
 
 
 EXPORTERS = {

@@ -14,6 +14,7 @@ from hypothesis import strategies as st
 from torch.nn.utils import prune
 
 from conftest import DATASET, SHARED, need_shared, run_cli
+from small_models import randomise_batchnorm
 from mpc_export.load.torch_models import CustResNet, PrunedResNet, ResNetA
 
 RESNET20_FIXTURE = SHARED / "fixtures" / "resnet20_cifar10.pth"
@@ -36,13 +37,7 @@ def prunable_layers(model: torch.nn.Module) -> list[tuple[str, torch.nn.Module]]
 def pruned(model: torch.nn.Module, amount: float, seed: int = 0) -> torch.nn.Module:
     """Random BatchNorm statistics, then global L1 pruning of every conv and linear weight, still attached."""
     torch.manual_seed(seed)
-    with torch.no_grad():
-        for m in model.modules():
-            if isinstance(m, torch.nn.BatchNorm2d):
-                m.running_mean.uniform_(-0.2, 0.2)
-                m.running_var.uniform_(0.5, 2.0)
-                m.weight.uniform_(0.5, 1.5)
-                m.bias.uniform_(-0.1, 0.1)
+    randomise_batchnorm(model, mean=0.2, bias=0.1)
     prune.global_unstructured([(m, "weight") for _, m in prunable_layers(model)], prune.L1Unstructured, amount=amount)
     return model.eval()
 
