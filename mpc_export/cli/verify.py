@@ -173,7 +173,7 @@ class StagedAccuracy:
         for key, _ in STAGES:
             self.correct[key] += int(np.sum(predicted[key] == labels))
             self.agree_float[key] += int(np.sum(predicted[key] == predicted["float"]))
-            self.agree_previous[key] += int(np.sum(predicted[key] == (predicted[key] if previous is None else predicted[previous])))
+            self.agree_previous[key] += int(np.sum(predicted[key] == predicted[previous or key]))  # the first: itself
             previous = key
         self.images += len(labels)
 

@@ -24,7 +24,7 @@ from ..fixedpoint import fits_int64, max_abs, to_exact
 from . import _exact as exact
 from ._kernels import conv2d_float, pool2x2_max, pool2x2_sum, window_out
 from .base import Op
-from .protocol import Comparison, Products, Schedule, Stage, Truncation
+from .protocol import Comparison, Products, Schedule, Stage, Truncation, pairwise_maxima
 
 
 def _padding(node) -> int:
@@ -126,8 +126,7 @@ class ConvBlock(Op):
         else:
             steps = [Products("convolution taps", o * i, kh * kw * g["conv_grid"])]
         if a.get("pre_pool"):  # max(max(max(t0, t1), t2), t3): three comparisons in sequence
-            steps += [Comparison("accumulator", 2 * k + extra, 3 * o, g["value_grid"], operand="difference", scale_bits=extra),
-                      Products("max pool selection", 3 * o, g["value_grid"])]
+            steps += pairwise_maxima("accumulator", 2 * k + extra, 3 * o, [g["value_grid"]], scale_bits=extra)
         if a.get("affine", True):
             steps += [Products("x new_gamma", o, g["value_grid"])] if secret_weights else []
             steps += [Truncation("scaled", 2 * k + extra, 2 * f + extra, exact, o, g["value_grid"], scale_bits=extra)]

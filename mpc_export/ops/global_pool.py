@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from ._average import Averaging, power_of_two, reciprocal
 from .base import NonExpanding, Op
-from .protocol import Comparison, Products, Schedule, Stage, Truncation
+from .protocol import Schedule, Stage, Truncation, pairwise_maxima
 
 
 def _area(node) -> int:
@@ -97,10 +97,7 @@ class GlobalMaxPool(NonExpanding, _GlobalPool):
         """Per channel and tree level, one comparison of the differences (K+1 bits: two values inside the
         K-bit budget differ by less than 2^K) and one selection, on the level's pairs."""
         c = node.in_shapes[0][0]
-        steps = []
-        for pairs in tree_levels(_area(node)):
-            steps += [Comparison("input", fx.total_bits + 1, c, pairs, operand="difference"),
-                      Products("max selection", c, pairs)]
+        steps = pairwise_maxima("input", fx.total_bits + 1, c, tree_levels(_area(node)))
         return Schedule(steps, stored=[Stage("input", fx.value_limit_bits)])
 
     @classmethod

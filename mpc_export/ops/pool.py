@@ -25,7 +25,7 @@ from ..errors import UserError
 from ._kernels import window_out
 from .base import NonExpanding, Op
 from ._average import Averaging, power_of_two, reciprocal
-from .protocol import Comparison, Products, Schedule, Stage, Truncation
+from .protocol import Schedule, Stage, Truncation, pairwise_maxima
 
 
 def _window(node) -> tuple[int, int]:
@@ -113,10 +113,7 @@ class MaxPool(NonExpanding, _Pool):
         the differences on K+1 bits and one selection, over the channel's output values."""
         c, count = cls._outputs(node)
         kernel, _ = _window(node)
-        steps = []
-        for _ in range(kernel * kernel - 1):
-            steps += [Comparison("input", fx.total_bits + 1, c, count, operand="difference"),
-                      Products("max selection", c, count)]
+        steps = pairwise_maxima("input", fx.total_bits + 1, c, [count] * (kernel * kernel - 1))
         return Schedule(steps, stored=[Stage("input", fx.value_limit_bits)])
 
     @classmethod

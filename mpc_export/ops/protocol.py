@@ -110,6 +110,17 @@ class Comparison:
 Step = Products | Truncation | Comparison
 
 
+def pairwise_maxima(stage: str, bit_length: int, calls: int, pairs: list[int], scale_bits: int = 0) -> list:
+    """The steps of max(a, b) = a + LTZ(a - b) * (b - a) over rounds of pairs (one entry of ``pairs`` per
+    round, its vector length): a comparison of the differences on ``bit_length`` bits and a selection
+    product, each of ``calls`` run-time iterations. Max pools, global max pools and a conv's fused pool."""
+    steps = []
+    for count in pairs:
+        steps += [Comparison(stage, bit_length, calls, count, operand="difference", scale_bits=scale_bits),
+                  Products("max selection", calls, count)]
+    return steps
+
+
 @dataclass
 class Schedule:
     """An op's declared protocol steps (in program order) and its intermediates (stages) with their limits."""
