@@ -28,6 +28,7 @@ FLOAT64_EXACT_BITS = 53
 TRUNCATION_MODES = ("exact", "probabilistic")
 CONVOLUTION_MODES = ("winograd", "direct")
 WEIGHT_MODES = ("private", "public")
+SPARSITY_MODES = ("private", "public")
 
 
 @dataclass(frozen=True)
@@ -42,6 +43,9 @@ class Protocol:
     weights: "private" (player 0's secret input) or "public" (every player reads the same parameter
     files as public values: every product with a weight is local; the model is revealed, the input stays
     secret).
+    sparsity: "private" (every product of a convolution is computed, zero weight or not) or "public" (the
+    positions of the non-zero weights are public data the program reads at run time, and the products by a
+    zero weight are skipped: the pruning pattern is revealed, the weights' values stay secret).
     comparison_limits: ((node, stage, limit_bits), ...) from ``build --calibrate``: each listed stage's
     values are taken to satisfy |v| < 2^limit_bits (the calibrated peak plus a margin), and the
     comparisons on it (LTZ) are that much narrower; empty: every comparison at its worst-case width."""
@@ -50,6 +54,7 @@ class Protocol:
     convolution: str = "winograd"
     weights: str = "private"
     comparison_limits: tuple = ()
+    sparsity: str = "private"
 
     def validate(self) -> None:
         if self.truncation not in TRUNCATION_MODES:
@@ -58,6 +63,11 @@ class Protocol:
             raise UserError(f"--convolution must be one of {', '.join(CONVOLUTION_MODES)}, got {self.convolution!r}")
         if self.weights not in WEIGHT_MODES:
             raise UserError(f"--weights must be one of {', '.join(WEIGHT_MODES)}, got {self.weights!r}")
+        if self.sparsity not in SPARSITY_MODES:
+            raise UserError(f"--sparsity must be one of {', '.join(SPARSITY_MODES)}, got {self.sparsity!r}")
+        if self.public_sparsity and self.public_weights:
+            raise UserError("--sparsity public needs --weights private: with public weights every product with a weight "
+                            "is already local, so a public pattern would save nothing")
 
     @property
     def exact(self) -> bool:
@@ -66,6 +76,10 @@ class Protocol:
     @property
     def public_weights(self) -> bool:
         return self.weights == "public"
+
+    @property
+    def public_sparsity(self) -> bool:
+        return self.sparsity == "public"
 
     def limits_for(self, node: str) -> dict[str, int]:
         """{stage: limit_bits} calibrated for the node's comparisons (empty: none)."""
@@ -76,12 +90,12 @@ class Protocol:
         for node, stage, bits in self.comparison_limits:
             limits.setdefault(node, {})[stage] = bits
         return {"truncation": self.truncation, "convolution": self.convolution, "weights": self.weights,
-                "comparison_limits": limits}
+                "sparsity": self.sparsity, "comparison_limits": limits}
 
     @classmethod
     def from_dict(cls, recorded) -> "Protocol":
         """The protocol a manifest records; keys added later default to what builds did before them
-        (private weights, no calibrated comparison limits). Anything else is one clear error."""
+        (private weights, private sparsity, no calibrated comparison limits). Anything else is one clear error."""
         keys = set(cls().as_dict())
         if not isinstance(recorded, dict) or not {"truncation", "convolution"} <= set(recorded) <= keys:
             raise UserError(f"manifest.json: protocol must be an object with the keys {', '.join(sorted(keys))}, "
@@ -92,7 +106,8 @@ class Protocol:
                                                  for b in stages.values()) for stages in limits.values()):
             raise UserError(f"manifest.json: protocol.comparison_limits must map nodes to {{stage: bits}}, got {limits!r}")
         protocol = cls(recorded["truncation"], recorded["convolution"], recorded.get("weights", "private"),
-                       tuple(sorted((str(n), str(s), int(b)) for n, stages in limits.items() for s, b in stages.items())))
+                       tuple(sorted((str(n), str(s), int(b)) for n, stages in limits.items() for s, b in stages.items())),
+                       recorded.get("sparsity", "private"))
         protocol.validate()
         return protocol
 
@@ -103,6 +118,11 @@ class Protocol:
             return (f"Every player learns the model: its weights, biases and BN factors (public weights) and the program; "
                     f"players 1 and 2 also learn {printed}; the input stays secret ({self.truncation} truncation and "
                     f"{self.convolution} convolutions reveal nothing more).")
+        if self.public_sparsity:
+            return (f"Players 1 and 2 learn the program (the architecture and the tensor shapes), {printed} and the sparsity "
+                    f"pattern (public sparsity: which weights of each convolution are zero, hence how many are not); the weights' "
+                    f"values and the input stay secret ({self.truncation} truncation and {self.convolution} convolutions reveal "
+                    f"nothing more).")
         return (f"Players 1 and 2 learn the program (the architecture and the tensor shapes) and {printed}; the weights "
                 f"and the input stay secret ({self.truncation} truncation and {self.convolution} convolutions reveal nothing more).")
 

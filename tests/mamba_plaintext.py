@@ -130,9 +130,10 @@ class RegisterType:
         return Value("s", self.machine.read(channel, size or 1), self.machine)
 
     def public_input(self, channel, size=None):
-        """cint.public_input: every player reads the same values; here, from the one data folder."""
-        assert self.kind == "c"
-        return Value("c", self.machine.read(channel, size or 1), self.machine)
+        """cint.public_input / regint.public_input: every player reads the same values (regint: clear
+        integers, as the runtime's ``long`` read of an integer token); here, from the one data folder."""
+        assert self.kind in ("c", "r")
+        return Value(self.kind, self.machine.read(channel, size or 1), self.machine)
 
 
 class Machine:

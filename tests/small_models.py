@@ -136,6 +136,18 @@ class SmallOddKernels(torch.nn.Module):
         return self.fc(self.flat(self.conv4(torch.relu(self.conv3(x)))))
 
 
+def prune_convolutions(model: torch.nn.Module, fraction: float, seed: int = 0) -> torch.nn.Module:
+    """Zero a random ``fraction`` of every convolution's weights (unstructured pruning, seeded), and the whole
+    kernel of the first convolution's output channel 0 (an output channel with no non-zero weight)."""
+    generator = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        convolutions = [m for m in model.modules() if isinstance(m, torch.nn.Conv2d)]
+        for conv in convolutions:
+            conv.weight.mul_((torch.rand(conv.weight.shape, generator=generator) >= fraction).to(conv.weight.dtype))
+        convolutions[0].weight[0].zero_()
+    return model
+
+
 def randomise_batchnorm(model: torch.nn.Module, mean: float = 0.2, bias: float | None = None) -> torch.nn.Module:
     """Random BatchNorm statistics and scales (so a dropped or misfolded BN would show): running mean in
     [-mean, mean], running var in [0.5, 2], weight in [0.5, 1.5], and the bias in [-bias, bias] if given."""
@@ -150,9 +162,11 @@ def randomise_batchnorm(model: torch.nn.Module, mean: float = 0.2, bias: float |
     return model
 
 
-def build_small(module_cls, tmp_path, capsys, seed=1, debug=False, extra=()):
+def build_small(module_cls, tmp_path, capsys, seed=1, debug=False, extra=(), prune=0.0):
+    """Build module_cls (seeded weights, random BN statistics, ``prune``: that fraction of each conv's
+    weights zeroed) with two random images; returns the build directory."""
     torch.manual_seed(seed)
-    model = randomise_batchnorm(module_cls())
+    model = prune_convolutions(randomise_batchnorm(module_cls()), prune, seed) if prune else randomise_batchnorm(module_cls())
     path = tmp_path / "small.onnx"
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")

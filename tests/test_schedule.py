@@ -58,13 +58,18 @@ def _printed(machine, kind):
     return found
 
 
-@pytest.mark.parametrize("convolution,weights", [("winograd", "private"), ("direct", "private"), ("winograd", "public"),
-                                                ("direct", "public")])
+@pytest.mark.parametrize("convolution,weights,sparsity", [("winograd", "private", "private"), ("direct", "private", "private"),
+                                                         ("winograd", "public", "private"), ("direct", "public", "private"),
+                                                         ("winograd", "private", "public")])
 @pytest.mark.parametrize("module_cls", MODELS, ids=lambda c: c.__name__)
-def test_program_executes_the_declared_schedule_and_equals_the_reference(module_cls, convolution, weights, tmp_path, capsys):
+def test_program_executes_the_declared_schedule_and_equals_the_reference(module_cls, convolution, weights, sparsity, tmp_path,
+                                                                         capsys):
     """With --weights public the parameters are public values (cint): the program's secret products are
-    only the ReLU and max selections, as declared; the output stays equal to the reference."""
-    out = build_small(module_cls, tmp_path, capsys, debug=True, extra=["--convolution", convolution, "--weights", weights])
+    only the ReLU and max selections, as declared; with --sparsity public (the convolutions 70 % pruned,
+    one output channel entirely) the convolutions loop over the public pattern's non-zero weights. Either
+    way the output stays equal to the reference."""
+    out = build_small(module_cls, tmp_path, capsys, debug=True, prune=0.7 if sparsity == "public" else 0.0,
+                      extra=["--convolution", convolution, "--weights", weights, "--sparsity", sparsity])
     manifest, machine = _execute(out)
     executions = len(manifest["executions"])
     counts, products = _declared(manifest)

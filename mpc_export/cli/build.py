@@ -12,7 +12,7 @@ from ..codegen.files import all_products
 from ..codegen.render import channel_open_order
 from ..errors import UserError
 from ..export.channels import load_channel_map
-from ..export.plan import data_folder, input_file, parameter_files, program_name
+from ..export.plan import data_folder, input_file, parameter_files, pattern_file, program_name
 from ..export.tokens import check_format
 from ..export.writer import StagingDir, sha256_file, write_manifest, write_text
 from ..fold import lower_for_mpc
@@ -123,6 +123,7 @@ def build(opts: BuildOptions, progress=None) -> dict:
         fx, calibration = calibrate(graph, fx, opts.calibrate, opts.calibrate_limit, opts.margin_bits)
         budget = quantize_graph(graph, fx)  # the stage limits follow the calibrated comparisons
     params = parameter_files(graph, cmap)
+    pattern = pattern_file(graph, fx, cmap, params)
 
     images = [load_image(p, graph.input_shape) for p in opts.inputs] or [demo_image(graph.input_shape)]
     sources = [str(p) for p in opts.inputs] or ["demo pattern"]
@@ -135,13 +136,13 @@ def build(opts: BuildOptions, progress=None) -> dict:
     files = []
     with output as staging:
         root = staging.path
-        products = all_products(graph, fx, opts.number_format, params, inputs, x_int, outputs, sources, opts.debug)
+        products = all_products(graph, fx, opts.number_format, params, inputs, x_int, outputs, sources, opts.debug, pattern)
         for product in products:
             files.append({**write_text(root, product.path, product.text, executable=product.executable), **product.entry})
             if progress and product.entry.get("role") == "parameter":
                 progress(product.entry["tensor"])
         name = program_name(graph)
-        order = channel_open_order(params, inputs)
+        order = channel_open_order(params, inputs, pattern)
         for entry in files:
             entry.update(frac_bits=fx.frac_bits, total_bits=fx.total_bits, reading_precision=fx.reading_precision,
                          number_format=opts.number_format)

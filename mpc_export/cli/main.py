@@ -59,6 +59,7 @@ def build(
     truncation: str = typer.Option("exact", "--truncation", metavar="exact|probabilistic", help="exact (the secure run equals the reference bit for bit) or probabilistic (TruncPr: cheaper, within a bound)"),
     convolution: str = typer.Option("winograd", "--convolution", metavar="winograd|direct", help="winograd (F(2x2,3x3) for 3x3 stride-1 convolutions: 2.25x fewer products, same output) or direct"),
     weights: str = typer.Option("private", "--weights", metavar="private|public", help="public: every player reads the parameter files as public values (the model is revealed, the input stays secret; products with a weight are local; --convolution direct is then a little cheaper)"),
+    sparsity: str = typer.Option("private", "--sparsity", metavar="private|public", help="public: the positions of the non-zero weights are public (the pruning pattern is revealed, the values stay secret) and products by a zero weight are skipped"),
     calibrate: Optional[Path] = typer.Option(None, "--calibrate", metavar="NPZ", help="set each comparison's width from the peaks on these images (x uint8 NHWC, y labels) plus --margin-bits; verify --dataset on other images fails on any value beyond"),
     limit: Optional[int] = typer.Option(None, "--limit", metavar="N", help="calibrate on the first N images"),
     margin_bits: int = typer.Option(4, "--margin-bits", metavar="BITS", help="bits of headroom above each calibrated peak"),
@@ -81,7 +82,8 @@ def build(
                         force=force, debug=debug, mean=_floats(mean, "--mean"), std=_floats(std, "--std"), trust_pickle=trust_pickle,
                         trust_torchscript=trust_torchscript, calibrate=calibrate, calibrate_limit=limit, margin_bits=margin_bits,
                         fx=FixedSpec(frac_bits=frac_bits, total_bits=total_bits, reading_precision=reading_precision,
-                                     protocol=Protocol(truncation=truncation, convolution=convolution, weights=weights)))
+                                     protocol=Protocol(truncation=truncation, convolution=convolution, weights=weights,
+                                                       sparsity=sparsity)))
     if as_json:
         manifest = run_build(opts)
     else:

@@ -64,7 +64,7 @@ def build_summary(console: Console, s: dict, verbose: bool) -> None:
         ("fixed point", f"F = {fx['frac_bits']} fractional bits, K = {fx['total_bits']} total, R = "
                         f"{fx['reading_precision']}; {fx['number_format']} files"),
         ("protocol", f"{s['protocol']['truncation']} truncation, {s['protocol']['convolution']} convolutions, "
-                     f"{s['protocol'].get('weights', 'private')} weights"),
+                     f"{s['protocol'].get('weights', 'private')} weights, {s['protocol'].get('sparsity', 'private')} sparsity"),
         ("cost", f"{c['triples']:,} triples, {c['bits']:,} random bits, {c['rounds']:,} rounds"),
         ("files", f"{s['files']} files, {s['bytes'] / 1e6:.1f} MB: {parameter_files} parameter files on channels "
                   f"{channels[0]}-{channels[-1]}, {len(s['executions'])} input(s), the program, IO answers"),
@@ -140,16 +140,16 @@ def cost_report(console: Console, manifest: dict) -> None:
     console.print("values input per channel: " + ", ".join(f"{ch}: {n:,}" for ch, n in values.items()), highlight=False)
     options = manifest["cost"].get("options")
     if options:
-        t = table("the same model with each option (this build's truncation and calibration kept)",
-                  ["convolution", "weights", "triples", "random bits", "rounds"], right=("triples", "random bits", "rounds"))
+        t = table("the same model with each option (this build's truncation and calibration kept; public weights "
+                  "reveal the model, public sparsity which weights are zero)",
+                  ["convolution", "weights", "sparsity", "triples", "random bits", "rounds"],
+                  right=("triples", "random bits", "rounds"))
+        chosen = tuple(protocol.get(k, "private") for k in ("convolution", "weights", "sparsity"))
         for o in options:
-            mine = (o["convolution"], o["weights"]) == (protocol.get("convolution"), protocol.get("weights", "private"))
-            t.add_row(o["convolution"] + (" (this build)" if mine else ""), o["weights"], f"{o['triples']:,}",
-                      f"{o['bits']:,}", f"{o['rounds']:,}")
+            mine = (o["convolution"], o["weights"], o.get("sparsity", "private")) == chosen
+            t.add_row(o["convolution"] + (" (this build)" if mine else ""), o["weights"], o.get("sparsity", "private"),
+                      compact(o["triples"]), compact(o["bits"]), compact(o["rounds"]))
         console.print(t)
-    sparsity = manifest["cost"]["sparsity"]
-    console.print(f"a public sparsity pattern would save {sparsity['public_pattern_would_save_multiplications']:,} "
-                  f"products; {sparsity['note']}", highlight=False)
 
 
 def verify_report(console: Console, r: dict) -> None:

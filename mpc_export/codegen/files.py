@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from ..export.plan import InputFile, ParamFile, files_of, output_path, program_name
+from ..export.plan import InputFile, ParamFile, PatternFile, files_of, output_path, program_name
 from ..export.tokens import format_values, parse_text
 from .render import channel_open_order, render_program
 from ..errors import UserError
@@ -52,6 +52,17 @@ def parameter_products(graph, fx, number_format: str, params: list[ParamFile]) -
     return out
 
 
+def pattern_products(fx, pattern: PatternFile | None) -> list[Product]:
+    """The public sparsity pattern's file (raw integer tokens, whatever the number format: the program
+    reads them as clear integers), or nothing."""
+    if pattern is None:
+        return []
+    entry = {"role": "sparsity_pattern", "channel": pattern.channel, "tensor": "sparsity_pattern",
+             "layout": "(o, c, t) per non-zero weight, t = kh * k + kw; layers in order",
+             "layers": {name: {"first": first, "count": count} for name, (first, count) in pattern.entries.items()}}
+    return [_values_file(pattern.path, pattern.values, "integer", fx, entry)]
+
+
 def input_products(fx, number_format: str, inputs: list[InputFile], x_int: np.ndarray, sources: list[str]) -> list[Product]:
     return [_values_file(inp.path, image, number_format, fx,
                          {"role": "input", "channel": inp.channel, "tensor": "input", "execution": inp.execution,
@@ -70,24 +81,26 @@ def output_products(graph, fx, number_format: str, inputs: list[InputFile], outp
     return out
 
 
-def program_products(graph, fx, params: list[ParamFile], inputs: list[InputFile], debug: bool) -> list[Product]:
+def program_products(graph, fx, params: list[ParamFile], inputs: list[InputFile], debug: bool,
+                     pattern: PatternFile | None = None) -> list[Product]:
     """The MAMBA program and the IO answers (one "i <path>" per channel open, in the program's order)."""
     name = program_name(graph)
-    order = channel_open_order(params, inputs)
+    order = channel_open_order(params, inputs, pattern)
     script = (
         "#!/bin/sh\n# Answers for FANNG-MPC's IO filesystem, one 'i <path>' per channel open, in program order.\n"
         "# Usage (each player): ./io_answers.sh | ./Player.x <player> Programs/" + name + "\n"
         + "".join(f"echo 'i {path}'  # channel {channel}\n" for channel, path in order)
     )
     return [
-        Product(f"program/{name}/{name}.mpc", render_program(graph, fx, params, inputs, debug=debug), {"role": "program"}),
+        Product(f"program/{name}/{name}.mpc", render_program(graph, fx, params, inputs, debug=debug, pattern=pattern), {"role": "program"}),
         Product("io_answers.txt", "".join(f"i {path}\n" for _, path in order), {"role": "io_answers"}),
         Product("io_answers.sh", script, {"role": "io_answers_script"}, executable=True),
     ]
 
 
 def all_products(graph, fx, number_format: str, params: list[ParamFile], inputs: list[InputFile], x_int: np.ndarray,
-                 outputs: dict, sources: list[str], debug: bool) -> list[Product]:
+                 outputs: dict, sources: list[str], debug: bool, pattern: PatternFile | None = None) -> list[Product]:
     """Every file but manifest.json, in the manifest's order."""
-    return (parameter_products(graph, fx, number_format, params) + input_products(fx, number_format, inputs, x_int, sources)
-            + output_products(graph, fx, number_format, inputs, outputs) + program_products(graph, fx, params, inputs, debug))
+    return (parameter_products(graph, fx, number_format, params) + pattern_products(fx, pattern)
+            + input_products(fx, number_format, inputs, x_int, sources)
+            + output_products(graph, fx, number_format, inputs, outputs) + program_products(graph, fx, params, inputs, debug, pattern))

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 import jinja2
 
 from .. import __version__
-from ..export.plan import InputFile, ParamFile, files_of
+from ..export.plan import InputFile, ParamFile, PatternFile, files_of
 from ..ir import Graph
 from ..fixedpoint import FixedSpec
 
@@ -38,9 +38,11 @@ class Buffer:
 class Layout:
     """Memory of the program: one array per parameter tensor and per activation."""
 
-    def __init__(self, graph: Graph, params: list[ParamFile], param_kind: str = "sint"):
-        """param_kind: how parameters are held, "sint" (secret) or "cint" (public weights)."""
+    def __init__(self, graph: Graph, params: list[ParamFile], param_kind: str = "sint", pattern: PatternFile | None = None):
+        """param_kind: how parameters are held, "sint" (secret) or "cint" (public weights); pattern: the
+        public integers read at run time (held as regint)."""
         self.graph = graph
+        self._pattern = pattern
         self.buffers: list[Buffer] = []
         self._param: dict[tuple[str, str], Buffer] = {}
         self._out: dict[str, Buffer] = {}
@@ -61,6 +63,9 @@ class Layout:
                     self._param[(pf.node, pf.param)] = view
                     self.buffers.append(view)
             self.file_buffers.append((buf, channel, path))
+        if pattern is not None:
+            self.buffers.append(Buffer("SPARSITY_PATTERN", "regint", int(pattern.values.size), "pattern",
+                                       f"public sparsity pattern, (o, c, t) per non-zero weight, channel {pattern.channel}"))
         for node in graph.nodes:
             layout = self._layout_for(node)
             if layout == "padded":
@@ -89,6 +94,12 @@ class Layout:
 
     def param(self, node, name: str) -> str:
         return self._param[(node.name, name)].name
+
+    def pattern(self, node) -> dict:
+        """Where the node's public pattern lies: the buffer, the first value's index and the number of
+        entries (value triples)."""
+        first, values = self._pattern.entries[node.name]
+        return {"buffer": "SPARSITY_PATTERN", "first": first, "count": values // 3}
 
     def buffer(self, node) -> Buffer:
         return self._out[node.name]
@@ -134,9 +145,10 @@ def _environment() -> jinja2.Environment:
     )
 
 
-def render_program(graph: Graph, fx: FixedSpec, params: list[ParamFile], inputs: list[InputFile], debug: bool = False) -> str:
+def render_program(graph: Graph, fx: FixedSpec, params: list[ParamFile], inputs: list[InputFile], debug: bool = False,
+                   pattern: PatternFile | None = None) -> str:
     env = _environment()
-    layout = Layout(graph, params, "cint" if fx.protocol.public_weights else "sint")
+    layout = Layout(graph, params, "cint" if fx.protocol.public_weights else "sint", pattern)
     used = []
     for node in graph.nodes:
         if node.spec.template not in used:
@@ -147,14 +159,18 @@ def render_program(graph: Graph, fx: FixedSpec, params: list[ParamFile], inputs:
     calls = [str(macros[n.spec.template].call(args[n.name])).strip() for n in graph.nodes]
     param_reads = [
         {"channel": channel, "buffer": buf.name, "count": buf.size, "chunk": min(READ_CHUNK, buf.size), "path": path,
-         "public": fx.protocol.public_weights}
+         "reader": "public" if fx.protocol.public_weights else "secret"}
         for buf, channel, path in layout.file_buffers
     ]
+    if pattern is not None:
+        size = int(pattern.values.size)
+        param_reads.append({"channel": pattern.channel, "buffer": "SPARSITY_PATTERN", "count": size,
+                            "chunk": min(READ_CHUNK, size), "path": pattern.path, "reader": "public_int"})
     input_size = _prod(graph.input_shape)
     executions, channel_reads = [], []
     for inp in inputs:
         read_input = {"channel": inp.channel, "buffer": "INPUT_STAGING", "count": input_size, "chunk": min(READ_CHUNK, input_size), "path": inp.path,
-                      "public": False}
+                      "reader": "secret"}
         reads = [read_input] + (param_reads if inp.execution == 0 else [])
         channel_reads.extend(reads)
         executions.append({"index": inp.execution, "reads": reads, "calls": calls})
@@ -180,12 +196,14 @@ def render_program(graph: Graph, fx: FixedSpec, params: list[ParamFile], inputs:
     return text
 
 
-def channel_open_order(params: list[ParamFile], inputs: list[InputFile]) -> list[tuple[int, str]]:
-    """(channel, path) in the order the program opens them: execution 0's input, the parameters, then
-    the inputs of executions 1.. (each read right before its execution runs)."""
+def channel_open_order(params: list[ParamFile], inputs: list[InputFile], pattern: PatternFile | None = None) -> list[tuple[int, str]]:
+    """(channel, path) in the order the program opens them: execution 0's input, the parameters, the
+    public pattern (if any), then the inputs of executions 1.. (each read right before its execution runs)."""
     order = []
     for inp in inputs:
         order.append((inp.channel, inp.path))
         if inp.execution == 0:
             order.extend((channel, path) for path, channel, _ in files_of(params))
+            if pattern is not None:
+                order.append((pattern.channel, pattern.path))
     return order

@@ -30,6 +30,7 @@ class ChannelMap:
     kinds: list[str]
     source: str
     packed: dict[str, int] | None = None
+    sparsity_pattern: int = 100048  # the public sparsity pattern's channel (--sparsity public)
 
     def input_channel(self, execution: int) -> int:
         return self.input_range[0] + execution
@@ -48,7 +49,7 @@ class ChannelMap:
     def as_dict(self) -> dict:
         return {"source": self.source, "parameters": self.parameters, "parameter_range": list(self.parameter_range),
                 "reserved": list(self.reserved), "input_range": list(self.input_range), "kinds": self.kinds,
-                "packed": self.packed}
+                "packed": self.packed, "sparsity_pattern": self.sparsity_pattern}
 
 
 def _pair(table: dict, key: str, where: str) -> tuple[int, int]:
@@ -80,6 +81,8 @@ def channel_map_from_manifest(recorded: dict) -> ChannelMap:
         data["ranges"]["reserved"] = recorded["reserved"]
     if recorded.get("packed") is not None:
         data["packed"] = recorded["packed"]
+    if recorded.get("sparsity_pattern") is not None:
+        data["public"] = {"sparsity_pattern": recorded["sparsity_pattern"]}
     return channel_map_from_data(data, recorded.get("source", "manifest.json channel_map"))
 
 
@@ -132,7 +135,11 @@ def channel_map_from_data(data: dict, path) -> ChannelMap:
             if channel in used:
                 raise UserError(f"{path}: [packed] channel {channel} is used twice ({used[channel]} and {kind})")
             used[channel] = kind
-    return ChannelMap(dict(params), params_range, reserved, inputs, list(kinds), str(path), packed)
+    public = data.get("public", {})
+    pattern_channel = public.get("sparsity_pattern", 100048) if isinstance(public, dict) else None
+    if not (isinstance(pattern_channel, int) and not isinstance(pattern_channel, bool) and 1 <= pattern_channel < 2**32):
+        raise UserError(f"{path}: [public] sparsity_pattern must be a channel number from 1 to 2^32 - 1")
+    return ChannelMap(dict(params), params_range, reserved, inputs, list(kinds), str(path), packed, pattern_channel)
 
 
 def _beyond_table(cmap: ChannelMap, tensor: str) -> bool | None:

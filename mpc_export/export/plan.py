@@ -4,6 +4,7 @@ Layout of the output directory (``DATA`` is e.g. ``PrunedResnetData``; paths in 
 relative to the runtime's ``Data/`` folder, so operators copy ``DATA`` there):
 
     DATA/all_parameters/{weights,bias,new_gamma,new_beta}/P0-<tensor>.txt      one per parameter tensor
+    DATA/all_parameters/sparsity/P0-sparsity_pattern.txt                       --sparsity public: the pattern
     DATA/Inputs/Execution_<n>/P0-Conv_layer_1.input.txt                        input of execution n (CHW)
     DATA/Outputs/Execution_<n>/P0-<layer>.output.txt                           expected layer outputs
     program/<name>/<name>.mpc                                                  the MAMBA program
@@ -13,8 +14,11 @@ relative to the runtime's ``Data/`` folder, so operators copy ``DATA`` there):
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
+import numpy as np
+
+from ..errors import UserError
 from ..ir import Graph
 from .channels import KIND_FOLDERS, ChannelMap, check_covers, tensor_name
 
@@ -36,6 +40,18 @@ class InputFile:
     execution: int
     channel: int
     path: str
+
+
+@dataclass
+class PatternFile:
+    """The public integers the program reads at run time (``--sparsity public``): each node's
+    ``public_pattern``, concatenated in graph order, in one file on one channel that every player reads
+    (as public input, from its own copy). ``entries``: node name -> (first value index, values)."""
+
+    channel: int
+    path: str
+    values: np.ndarray
+    entries: dict[str, tuple[int, int]] = field(default_factory=dict)
 
 
 def data_folder(graph: Graph) -> str:
@@ -66,6 +82,27 @@ def parameter_files(graph: Graph, cmap: ChannelMap) -> list[ParamFile]:
                 ordered.append(ParamFile(name, node.name, param, layout, cmap.packed[kind], path, offset, count))
                 offset += count
     return ordered
+
+
+def pattern_file(graph: Graph, fx, cmap: ChannelMap, params: list[ParamFile]) -> PatternFile | None:
+    """The pattern file when some node reads public integers at run time, else None. Its channel is the
+    map's ``sparsity_pattern`` (100048 in the seed table), which no tensor may use."""
+    parts, entries, first = [], {}, 0
+    for node in graph.nodes:
+        values = node.spec.public_pattern(node, fx)
+        if values is not None:
+            entries[node.name] = (first, int(values.size))
+            parts.append(values)
+            first += int(values.size)
+    if not entries:
+        return None
+    channel = cmap.sparsity_pattern
+    taken = {pf.channel: pf.tensor for pf in params}
+    if channel in taken or cmap.input_range[0] <= channel <= cmap.input_range[1]:
+        raise UserError(f"channel map: the sparsity pattern's channel {channel} is taken "
+                        f"({taken.get(channel, 'an input channel')}); set [public] sparsity_pattern to a free channel")
+    return PatternFile(channel, f"{data_folder(graph)}/all_parameters/sparsity/P0-sparsity_pattern.txt",
+                       np.concatenate(parts), entries)
 
 
 def files_of(params: list[ParamFile]) -> list[tuple[str, int, list[ParamFile]]]:

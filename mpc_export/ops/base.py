@@ -101,6 +101,13 @@ class Op:
     def template_args(cls, node, fx, layout) -> dict:
         raise NotImplementedError(cls.name)
 
+    @classmethod
+    def public_pattern(cls, node, fx) -> np.ndarray | None:
+        """Public integers this node's program reads at run time (``--sparsity public``: the non-zero weight
+        taps), as an int64 array, or None when it reads none. They travel in one file on one channel, the
+        nodes' in graph order; the snippet finds its own through ``layout.pattern(node)``."""
+        return None
+
     # which activation layout the op's program reads: "padded" (zero-padded planes), "dense", or "any"
     # (either, the producer's choice), and which it can write
     input_layout: str = "dense"

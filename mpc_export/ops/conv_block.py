@@ -104,6 +104,29 @@ class ConvBlock(Op):
                 and node.attrs.get("stride", 1) == 1 and h % 2 == 0 and w % 2 == 0)
 
     @classmethod
+    def mode(cls, node, fx) -> str:
+        """How the program convolves: "winograd", "direct" (every tap of every kernel) or "sparse" (public
+        sparsity: one product per non-zero weight, its position read from the public pattern). With public
+        sparsity a Winograd-shaped layer keeps Winograd only where that is cheaper: 16 products per 2x2
+        tile are 4 per output and (o, c) pair, against one per non-zero tap."""
+        winograd = cls.winograd(node, fx)
+        if fx.protocol.public_sparsity:
+            o, i = node.params["weight"].shape[:2]
+            if not winograd or _nonzero_taps(node) < 4 * o * i:
+                return "sparse"
+        return "winograd" if winograd else "direct"
+
+    @classmethod
+    def public_pattern(cls, node, fx):
+        """(o, c, t) of every non-zero quantized weight w[o, c, kh, kw], t = kh * k + kw, in OIHW order,
+        flattened (3 integers per non-zero weight); None unless the layer is sparse."""
+        if cls.mode(node, fx) != "sparse":
+            return None
+        weight = node.qparams["weight"]
+        o, c, kh, kw = np.nonzero(weight)
+        return np.stack([o, c, kh * weight.shape[3] + kw], axis=1).astype(np.int64).ravel()
+
+    @classmethod
     def schedule(cls, node, fx):
         """One output channel per run-time iteration (see the template), on dense grids (no padding
         columns): per (output, input) channel pair one round of vectorised products, either a tap per
@@ -111,18 +134,22 @@ class ConvBlock(Op):
         channel three pairwise maxima (2x2 max pool), the product by new_gamma, one truncation, the ReLU and
         the average pool's truncation. A Winograd program holds 4x the accumulator and scaled values
         (scale_bits 2): its truncation and comparisons get 2 more bits, and the shift 2 more. With public
-        weights the products by a weight and by new_gamma are local: no secret products."""
+        weights the products by a weight and by new_gamma are local: no secret products. With public sparsity
+        (mode "sparse") one run-time iteration per non-zero weight multiplies it by its tap of the input
+        channel, on the conv grid: products by a zero weight are skipped."""
         o, i, kh, kw = node.params["weight"].shape
         a, k, f = node.attrs, fx.total_bits, fx.frac_bits
         exact = fx.protocol.exact
         g = cls.grids(node)
-        winograd = cls.winograd(node, fx)
-        extra = 2 if winograd else 0
+        mode = cls.mode(node, fx)
+        extra = 2 if mode == "winograd" else 0
         secret_weights = not fx.protocol.public_weights
         if not secret_weights:
             steps = []
-        elif winograd:
+        elif mode == "winograd":
             steps = [Products("Winograd products", o * i, 16 * g["conv_grid"] // 4)]
+        elif mode == "sparse":  # one run-time iteration per non-zero weight (the public pattern's entries)
+            steps = [Products("non-zero weight taps", _nonzero_taps(node), g["conv_grid"])]
         else:
             steps = [Products("convolution taps", o * i, kh * kw * g["conv_grid"])]
         if a.get("pre_pool"):  # max(max(max(t0, t1), t2), t3): three comparisons in sequence
@@ -212,7 +239,7 @@ class ConvBlock(Op):
         a = node.attrs
         g = cls.grids(node)
         schedule = cls.schedule(node, fx)
-        winograd = cls.winograd(node, fx)
+        mode = cls.mode(node, fx)
         target = layout.buffer(node)
         padded = target.layout == "padded"
         kernel, stride = node.params["weight"].shape[2], a.get("stride", 1)
@@ -221,7 +248,7 @@ class ConvBlock(Op):
         quads = [(0, 0), (0, 1), (1, 0), (1, 1)]
         tables = {}
         source, in_plane, widen = layout.buffer_of_input(node).name, (h + 2) * row, None
-        if winograd:
+        if mode == "winograd":
             tables["tile"] = [(ho // 2, wo // 2, 2, 2, i * row + j, row) for i in range(4) for j in range(4)]
             tables["scatter"] = [(ho // 2, wo // 2, 2, 2, dy * wo + dx, wo) for dy, dx in quads]
             tables["weight_rows"] = [(c, 1, 9, 0, 0, 1)]
@@ -253,8 +280,10 @@ class ConvBlock(Op):
             "beta": layout.param(node, "new_beta"),
             "channels_in": c, "height": h, "width": w, "channels_out": oc, "kernel": kernel, "stride": stride,
             "in_plane": in_plane, "padding": pad,
-            "mode": "winograd" if winograd else "direct",
-            "tiles": g["conv_grid"] // 4 if winograd else 0,
+            "mode": mode,
+            "tiles": g["conv_grid"] // 4 if mode == "winograd" else 0,
+            # sparse: this layer's (o, c, t) triples in the pattern buffer, from value index pattern_first on
+            "pattern": layout.pattern(node) if mode == "sparse" else None,
             **g,
             "tables": tables,
             "affine": bool(a.get("affine", True)),
@@ -271,6 +300,11 @@ class ConvBlock(Op):
             "target_row_stride": ow + 2 if padded else ow,
             "out_height": oh, "out_width": ow,
         }
+
+
+def _nonzero_taps(node) -> int:
+    """Non-zero quantized weights of the layer (the sparse program's products per conv grid)."""
+    return int(np.count_nonzero(node.qparams["weight"]))
 
 
 def _weight_digits(node) -> list:

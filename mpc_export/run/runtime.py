@@ -171,10 +171,19 @@ def stage_compile_root(directory: Path, manifest: dict, data_setup: Path) -> Pat
     return root
 
 
+def public_roles(manifest: dict) -> set[str]:
+    """The file roles every player reads as public input: the parameters with --weights public, the
+    sparsity pattern with --sparsity public."""
+    roles = {"sparsity_pattern"}
+    if manifest["protocol"].get("weights") == "public":
+        roles.add("parameter")
+    return roles
+
+
 def player_root(root: Path, player: int, directory: Path, manifest: dict, runtime: Path, data_setup: Path) -> Path:
     """Player p's own run root, as on its own host: the runtime's set-up and the compiled program; the
-    build's data folder (the P0 files) only for player 0, except that with public weights every player
-    gets the parameter files (each reads them as public input)."""
+    build's data folder (the P0 files) only for player 0; players 1 and 2 get the files every player reads
+    as public input (public_roles), never the input."""
     mine = root / f"P{player}"
     mine.mkdir()
     for name in ("PlayerBinary.x", "Circuits", "Cert-Store"):
@@ -182,9 +191,9 @@ def player_root(root: Path, player: int, directory: Path, manifest: dict, runtim
     shutil.copytree(data_setup, mine / "Data", ignore=shutil.ignore_patterns("Memory-P*"))
     if player == 0:
         shutil.copytree(directory / manifest["data_folder"], mine / "Data" / manifest["data_folder"])
-    elif manifest["protocol"].get("weights") == "public":
+    else:
         for entry in manifest["files"]:
-            if entry["role"] == "parameter":
+            if entry["role"] in public_roles(manifest):
                 (mine / "Data" / entry["path"]).parent.mkdir(parents=True, exist_ok=True)
                 shutil.copy(directory / entry["path"], mine / "Data" / entry["path"])
     shutil.copytree(root / "compile" / "Programs", mine / "Programs")

@@ -1,8 +1,8 @@
 """Cost report: per layer and in total, each op's declared schedule priced (``Op.cost``, the single
 source): secret multiplications, truncations by shape, comparisons by bit length, the preprocessing they
 need (triples and random bits, as the MAMBA compiler counts them) and rounds as the program runs them
-(each run-time loop iteration's protocol calls one after the other), plus what a public sparsity pattern
-would save."""
+(each run-time loop iteration's protocol calls one after the other), and the same totals for every other
+protocol option (what public weights or a public sparsity pattern would buy)."""
 
 from __future__ import annotations
 
@@ -23,22 +23,27 @@ def _zero_weight_fraction(node) -> float | None:
 
 
 def cost_of_options(graph, fx) -> list[dict]:
-    """The totals this graph's program would need with each convolution and weights option (the build's
-    truncation and calibration kept): what `cost` shows next to the build's own choice."""
+    """The totals this graph's program would need with each convolution, weights and sparsity option that
+    go together (public sparsity needs private weights; the build's truncation and calibration kept): what
+    `cost` shows next to the build's own choice."""
     from dataclasses import replace
 
-    from ..fixedpoint import CONVOLUTION_MODES, WEIGHT_MODES
+    from ..fixedpoint import CONVOLUTION_MODES, SPARSITY_MODES, WEIGHT_MODES
 
     options = []
     for convolution in CONVOLUTION_MODES:
         for weights in WEIGHT_MODES:
-            alternative = replace(fx, protocol=replace(fx.protocol, convolution=convolution, weights=weights))
-            totals = {"triples": 0, "bits": 0, "rounds": 0}
-            for node in graph.nodes:
-                cost = node.spec.cost(node, alternative)
-                for key in totals:
-                    totals[key] += cost[key]
-            options.append({"convolution": convolution, "weights": weights, **totals})
+            for sparsity in SPARSITY_MODES:
+                protocol = replace(fx.protocol, convolution=convolution, weights=weights, sparsity=sparsity)
+                if protocol.public_weights and protocol.public_sparsity:
+                    continue
+                alternative = replace(fx, protocol=protocol)
+                totals = {"triples": 0, "bits": 0, "rounds": 0}
+                for node in graph.nodes:
+                    cost = node.spec.cost(node, alternative)
+                    for key in totals:
+                        totals[key] += cost[key]
+                options.append({"convolution": convolution, "weights": weights, "sparsity": sparsity, **totals})
     return options
 
 
@@ -47,17 +52,11 @@ def total_cost(graph, fx) -> dict:
     totals = {key: 0 for key in SUMMED}
     by_shape: dict = {}
     by_bits: dict = {}
-    public_sparsity_saving = 0
     for node in graph.nodes:
         cost = node.spec.cost(node, fx)
         zero_fraction = _zero_weight_fraction(node)
-        # products by a zero weight that a public pattern would let the program skip (an estimate: the
-        # zero fraction of the weights times the layer's secret products)
-        saving = int(round(cost["multiplications"] * (zero_fraction or 0.0)))
-        public_sparsity_saving += saving
         layers.append({"node": node.name, "op": node.op, **cost,
-                       "weight_zero_fraction": None if zero_fraction is None else round(zero_fraction, 4),
-                       "public_sparsity_saving": saving})
+                       "weight_zero_fraction": None if zero_fraction is None else round(zero_fraction, 4)})
         for key in SUMMED:
             totals[key] += cost[key]
         _merge(by_shape, cost["truncations_by_shape"])
@@ -68,10 +67,4 @@ def total_cost(graph, fx) -> dict:
         "protocol": fx.protocol.as_dict(),
         "layers": layers,
         "totals": totals,
-        "sparsity": {
-            "public_pattern_would_save_multiplications": public_sparsity_saving,
-            "enabled": False,
-            "note": "skipping zero weights needs the sparsity pattern public: it leaks which weights are zero "
-                    "(the model's structure); off by default",
-        },
     }

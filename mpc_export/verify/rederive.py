@@ -13,7 +13,7 @@ import numpy as np
 from ..codegen.files import all_products
 from ..errors import VerificationFailed
 from ..export.channels import channel_map_from_manifest
-from ..export.plan import input_file, parameter_files
+from ..export.plan import input_file, parameter_files, pattern_file
 from ..reference.run import run_fixed
 
 # what other commands add to a build directory
@@ -54,6 +54,7 @@ def rederive(directory: Path, manifest: dict, graph, fx, parsed: dict) -> list[s
     check_paths(directory, manifest)
     cmap = channel_map_from_manifest(manifest["channel_map"])
     params = parameter_files(graph, cmap)
+    pattern = pattern_file(graph, fx, cmap, params)
     executions = sorted(manifest["executions"], key=lambda e: e["index"])
     if [e["index"] for e in executions] != list(range(len(executions))):
         raise VerificationFailed("manifest.json: executions must be numbered 0, 1, ...")
@@ -63,7 +64,7 @@ def rederive(directory: Path, manifest: dict, graph, fx, parsed: dict) -> list[s
     outputs = run_fixed(graph, fx, x_int)
     sources = [str(e.get("source", "")) for e in executions]
     debug = bool(manifest["program"].get("debug", False))
-    products = all_products(graph, fx, manifest["fixed_point"]["number_format"], params, inputs, x_int, outputs, sources, debug)
+    products = all_products(graph, fx, manifest["fixed_point"]["number_format"], params, inputs, x_int, outputs, sources, debug, pattern)
     derived = {p.path: p for p in products}
     if set(listed_entries) != set(derived):
         extra, missing = sorted(set(listed_entries) - set(derived)), sorted(set(derived) - set(listed_entries))
