@@ -158,3 +158,32 @@ def test_real_run_with_public_weights_equals_the_reference(runtime, tmp_path, ca
     for execution in manifest["executions"]:
         assert [logged[(execution["index"], j)] for j in range(3)] == execution["logits"]
     assert not players_left()
+
+
+def test_real_run_with_public_sparsity_equals_the_reference(runtime, tmp_path, capsys):
+    """--sparsity public: every player reads the pattern (channel 100048) as public integers from its own
+    copy, and each convolution loops over its non-zero weights; players 1 and 2 hold the pattern and
+    nothing else of player 0's. Logits and every --debug layer equal the reference (the odd-kernel model:
+    5x5 unpadded, 5x5 padding 2, 7x7 stride 2, 1x1; 70 % of the weights zero, one output channel
+    entirely)."""
+    out = build_small(SmallOddKernels, tmp_path, capsys, debug=True, prune=0.7, extra=["--sparsity", "public"])
+    manifest = json.loads((out / "manifest.json").read_text())
+    assert manifest["protocol"]["sparsity"] == "public"
+    code, stdout, err = run_cli(["run", out, "--runtime", runtime, "--compiler", need_shared(COMPILER_DIR), "--timeout", "300",
+                                 "--keep"], capsys)
+    assert code == 0, stdout + err
+    kept = Path(re.search(r"kept run roots: (\S+)", stdout).group(1))
+    try:
+        pattern = {f["path"] for f in manifest["files"] if f["role"] == "sparsity_pattern"}
+        for player in (1, 2):
+            held = {p.relative_to(kept / f"P{player}" / "Data").as_posix()
+                    for p in (kept / f"P{player}" / "Data" / manifest["data_folder"]).rglob("*") if p.is_file()}
+            assert held == pattern
+    finally:
+        shutil.rmtree(kept, ignore_errors=True)
+    logged = _logged_logits(out)
+    for execution in manifest["executions"]:
+        assert [logged[(execution["index"], j)] for j in range(3)] == execution["logits"]
+    layers = re.findall(r"layer (\S+): (\d+) values, max \|MPC - reference\| = (\d+) ulp, bound (\d+) ulp", " ".join(stdout.split()))
+    assert len(layers) >= 4 and all(err_ == "0" for _, _, err_, _ in layers)
+    assert not players_left()

@@ -107,12 +107,13 @@ class ConvBlock(Op):
     def mode(cls, node, fx) -> str:
         """How the program convolves: "winograd", "direct" (every tap of every kernel) or "sparse" (public
         sparsity: one product per non-zero weight, its position read from the public pattern). With public
-        sparsity a Winograd-shaped layer keeps Winograd only where that is cheaper: 16 products per 2x2
-        tile are 4 per output and (o, c) pair, against one per non-zero tap."""
+        sparsity a layer is sparse only where that saves products: fewer non-zero weights than the direct
+        program's o * i * k * k products per output, or than Winograd's 4 * o * i (16 products per 2x2
+        tile) where Winograd applies. A layer without zeros keeps its program (and its rounds)."""
         winograd = cls.winograd(node, fx)
         if fx.protocol.public_sparsity:
-            o, i = node.params["weight"].shape[:2]
-            if not winograd or _nonzero_taps(node) < 4 * o * i:
+            o, i, kh, kw = node.params["weight"].shape
+            if _nonzero_taps(node) < (4 * o * i if winograd else o * i * kh * kw):
                 return "sparse"
         return "winograd" if winograd else "direct"
 
