@@ -143,9 +143,9 @@ def build(opts: BuildOptions, progress=None) -> dict:
                 progress(product.entry["tensor"])
         name = program_name(graph)
         order = channel_open_order(params, inputs, pattern)
-        for entry in files:
+        for entry in files:  # a file written in its own format (the pattern: raw integers) says so already
             entry.update(frac_bits=fx.frac_bits, total_bits=fx.total_bits, reading_precision=fx.reading_precision,
-                         number_format=opts.number_format)
+                         number_format=entry.get("number_format", opts.number_format))
         manifest = {
             "model": {"path": str(opts.model.resolve()), "sha256": sha256_file(opts.model), "architecture": graph.name,
                       "format": float_graph.format,

@@ -57,7 +57,7 @@ def pattern_products(fx, pattern: PatternFile | None) -> list[Product]:
     reads them as clear integers), or nothing."""
     if pattern is None:
         return []
-    entry = {"role": "sparsity_pattern", "channel": pattern.channel, "tensor": "sparsity_pattern",
+    entry = {"role": "sparsity_pattern", "channel": pattern.channel, "tensor": "sparsity_pattern", "number_format": "integer",
              "layout": "(o, c, t) per non-zero weight, t = kh * k + kw; layers in order",
              "layers": {name: {"first": first, "count": count} for name, (first, count) in pattern.entries.items()}}
     return [_values_file(pattern.path, pattern.values, "integer", fx, entry)]

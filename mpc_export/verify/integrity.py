@@ -15,7 +15,7 @@ from ..export.tokens import STOI_LIMIT, parse_token
 from ..export.writer import sha256_file
 from ..quantize.graph import quantize_graph
 
-CHECKED_ROLES = ("parameter", "input", "expected_output")
+CHECKED_ROLES = ("parameter", "sparsity_pattern", "input", "expected_output")  # parsed under the runtime's rules
 
 
 def read_manifest(directory: Path) -> dict:
