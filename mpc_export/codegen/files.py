@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from ..export.plan import InputFile, ParamFile, PatternFile, files_of, output_path, program_name
-from ..export.tokens import format_values, parse_text
+from ..export.tokens import distinct_tokens, join_tokens, parse_token
 from .render import channel_open_order, render_program
 from ..errors import UserError
 
@@ -27,14 +27,14 @@ class Product:
 
 
 def _values_file(path: str, values: np.ndarray, number_format: str, fx, entry: dict) -> Product:
-    """A P0 file, proven to parse back under the runtime's rules to the intended integers."""
-    text = format_values(values, number_format, fx.frac_bits, path)
-    flat = [int(v) for v in np.asarray(values).ravel()]
-    back = parse_text(text, fx.reading_precision)
-    if back != flat:
-        index = next((i for i, (a, b) in enumerate(zip(back, flat)) if a != b), min(len(back), len(flat)))
-        raise UserError(f"{path}: value {index} would be read as a different integer by the runtime (internal error)")
-    return Product(path, text, {"count": len(flat), **entry})
+    """A P0 file, proven to parse back under the runtime's rules to the intended integers: the file is
+    one token per value joined by single spaces, and each distinct token parses back to its value."""
+    distinct, tokens, positions = distinct_tokens(values, number_format, fx.frac_bits, path)
+    for value, token in zip(distinct.tolist(), tokens):
+        if parse_token(token, fx.reading_precision) != int(value):
+            index = int(np.flatnonzero(np.asarray(values).ravel() == value)[0])
+            raise UserError(f"{path}: value {index} would be read as a different integer by the runtime (internal error)")
+    return Product(path, join_tokens(tokens, positions), {"count": int(positions.size), **entry})
 
 
 def parameter_products(graph, fx, number_format: str, params: list[ParamFile]) -> list[Product]:

@@ -45,14 +45,25 @@ def check_format(number_format: str, frac_bits: int, reading_precision: int) -> 
 
 def format_values(values: np.ndarray, number_format: str, frac_bits: int, what: str) -> str:
     """One line, space-separated, C order."""
+    return join_tokens(*distinct_tokens(values, number_format, frac_bits, what)[1:])
+
+
+def distinct_tokens(values: np.ndarray, number_format: str, frac_bits: int, what: str) -> tuple[np.ndarray, list[str], np.ndarray]:
+    """(the distinct values, their tokens, each value's index among them in C order): each distinct value
+    is formatted once (quantized tensors repeat a few thousand values over millions of entries)."""
     flat = np.asarray(values).ravel()
-    if number_format == "integer":
-        if flat.size and (int(flat.max()) >= STOI_LIMIT or int(flat.min()) < -STOI_LIMIT):
-            peak = max(abs(int(flat.max())), abs(int(flat.min())))
-            raise UserError(f"{what}: a value needs {math.log2(peak) + 1:.1f} bits, more than the runtime's 32-bit "
-                            f"integer tokens; use --number-format decimal")
-        return " ".join(str(int(v)) for v in flat) + "\n"
-    return " ".join(decimal_token(v, frac_bits) for v in flat) + "\n"
+    if number_format == "integer" and flat.size and (int(flat.max()) >= STOI_LIMIT or int(flat.min()) < -STOI_LIMIT):
+        peak = max(abs(int(flat.max())), abs(int(flat.min())))
+        raise UserError(f"{what}: a value needs {math.log2(peak) + 1:.1f} bits, more than the runtime's 32-bit "
+                        f"integer tokens; use --number-format decimal")
+    distinct, positions = np.unique(flat, return_inverse=True)
+    token = (lambda v: str(int(v))) if number_format == "integer" else (lambda v: decimal_token(v, frac_bits))
+    return distinct, [token(v) for v in distinct], positions.ravel()
+
+
+def join_tokens(tokens: list[str], positions: np.ndarray) -> str:
+    """The file's one line: tokens[positions[0]] tokens[positions[1]] ..., space-separated."""
+    return " ".join(np.array(tokens, dtype=object)[positions].tolist()) + "\n"
 
 
 def parse_token(token: str, reading_precision: int) -> int:
