@@ -98,5 +98,7 @@ def test_simulated_truncpr_rounds_up_with_the_dropped_fraction(v, shift, dtype):
     assert set(np.unique(out).astype(np.int64).tolist()) <= {floor, floor + 1}
     p = (v % 2**shift) / 2**shift
     rate = float(np.mean(out.astype(np.int64) - floor))
-    assert abs(rate - p) <= 5 * np.sqrt(p * (1 - p) / n) + 1e-9  # five standard deviations
+    # five standard deviations, plus 3 round-ups of slack for a tiny p (n * p << 1: the Poisson regime, where
+    # one round-up in 4000 is already many deviations away and P[>= 4] < 1e-9 while n * p < 0.01)
+    assert abs(rate - p) <= 5 * np.sqrt(p * (1 - p) / n) + 3 / n
     assert np.array_equal(truncate(values, shift).astype(np.int64), np.full(n, floor))  # without rng: the floor

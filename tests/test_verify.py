@@ -132,7 +132,8 @@ def test_overflow_is_reported_not_wrapped(tmp_path, capsys):
 def test_mpc_log_of_an_exact_build_must_equal_the_reference(seed_dir, tmp_path, capsys):
     """Exact truncation (the default): 0 ulp required; one logit off by one is named."""
     manifest = json.loads((seed_dir / "manifest.json").read_text())
-    assert manifest["protocol"] == {"truncation": "exact", "convolution": "winograd", "weights": "private", "comparison_limits": {}}
+    assert manifest["protocol"] == {"truncation": "exact", "convolution": "winograd", "weights": "private", "sparsity": "private",
+                                    "comparison_limits": {}}
     logits = manifest["executions"][0]["logits"]
     log = tmp_path / "run.log"
     log.write_text("".join(f"noise\nLOGIT 0 {j} {v}\n" for j, v in enumerate(logits)))
