@@ -129,6 +129,20 @@ def test_runtime_failure_reports_the_player_and_leaves_nothing_running(runtime, 
     assert not players_left()
 
 
+def _run_kept(out, runtime, capsys) -> tuple[Path, str]:
+    """mpc-export run with --keep; returns the kept run roots (the caller removes them) and the output."""
+    code, stdout, err = run_cli(["run", out, "--runtime", runtime, "--compiler", need_shared(COMPILER_DIR), "--timeout", "300",
+                                 "--keep"], capsys)
+    assert code == 0, stdout + err
+    return Path(re.search(r"kept run roots: (\S+)", stdout).group(1)), stdout
+
+
+def _held_by(kept: Path, player: int, manifest: dict) -> set[str]:
+    """The build's data files in player's run root, as paths relative to its Data/ folder."""
+    data = kept / f"P{player}" / "Data"
+    return {p.relative_to(data).as_posix() for p in (data / manifest["data_folder"]).rglob("*") if p.is_file()}
+
+
 def test_real_run_with_public_weights_equals_the_reference(runtime, tmp_path, capsys):
     """--weights public: FANNG's IO serves the parameter files as public input on every player (each
     reads its own copy; the runtime checks they agree); the input stays player 0's. Logits equal the
@@ -141,16 +155,12 @@ def test_real_run_with_public_weights_equals_the_reference(runtime, tmp_path, ca
     assert manifest["protocol"]["weights"] == "public" and "Every player learns the model" in manifest["disclosure"]
     secret_triples = json.loads((private / "manifest.json").read_text())["cost"]["totals"]["triples"]
     assert manifest["cost"]["totals"]["triples"] < secret_triples
-    code, stdout, err = run_cli(["run", out, "--runtime", runtime, "--compiler", need_shared(COMPILER_DIR), "--timeout", "300",
-                                 "--keep"], capsys)
-    assert code == 0, stdout + err
-    kept = Path(re.search(r"kept run roots: (\S+)", stdout).group(1))
+    kept, _ = _run_kept(out, runtime, capsys)
     try:
         parameters = {f["path"] for f in manifest["files"] if f["role"] == "parameter"}
         inputs = {f["path"] for f in manifest["files"] if f["role"] == "input"}
         for player in (1, 2):
-            held = {p.relative_to(kept / f"P{player}" / "Data").as_posix()
-                    for p in (kept / f"P{player}" / "Data" / manifest["data_folder"]).rglob("*") if p.is_file()}
+            held = _held_by(kept, player, manifest)
             assert held == parameters and not held & inputs
     finally:
         shutil.rmtree(kept, ignore_errors=True)
@@ -169,16 +179,11 @@ def test_real_run_with_public_sparsity_equals_the_reference(runtime, tmp_path, c
     out = build_small(SmallOddKernels, tmp_path, capsys, debug=True, prune=0.7, extra=["--sparsity", "public"])
     manifest = json.loads((out / "manifest.json").read_text())
     assert manifest["protocol"]["sparsity"] == "public"
-    code, stdout, err = run_cli(["run", out, "--runtime", runtime, "--compiler", need_shared(COMPILER_DIR), "--timeout", "300",
-                                 "--keep"], capsys)
-    assert code == 0, stdout + err
-    kept = Path(re.search(r"kept run roots: (\S+)", stdout).group(1))
+    kept, stdout = _run_kept(out, runtime, capsys)
     try:
         pattern = {f["path"] for f in manifest["files"] if f["role"] == "sparsity_pattern"}
         for player in (1, 2):
-            held = {p.relative_to(kept / f"P{player}" / "Data").as_posix()
-                    for p in (kept / f"P{player}" / "Data" / manifest["data_folder"]).rglob("*") if p.is_file()}
-            assert held == pattern
+            assert _held_by(kept, player, manifest) == pattern
     finally:
         shutil.rmtree(kept, ignore_errors=True)
     logged = _logged_logits(out)
