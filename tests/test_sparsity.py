@@ -12,9 +12,9 @@ import numpy as np
 import pytest
 
 from conftest import run_cli
-from mamba_plaintext import run_program
 from runtime_rules import runtime_parse
 from small_models import SmallOddKernels, SmallStrided, build_small
+from test_schedule import _execute
 
 from mpc_export.run.runtime import player_root
 
@@ -34,10 +34,7 @@ def _weight_files(out):
 
 
 def _products(out):
-    manifest = _manifest(out)
-    name = manifest["program"]["name"]
-    machine = run_program(out / "program" / name / f"{name}.mpc", out, out / "io_answers.txt",
-                          manifest["fixed_point"]["reading_precision"])
+    manifest, machine = _execute(out)
     return machine.products // len(manifest["executions"]), machine
 
 

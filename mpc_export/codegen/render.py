@@ -21,6 +21,7 @@ from ..fixedpoint import FixedSpec
 
 READ_CHUNK = 4096  # values read per private_input instruction (bounded vector registers)
 MAX_VECTOR = 4096
+PATTERN_BUFFER = "SPARSITY_PATTERN"  # the regint array the public pattern is read into
 
 
 @dataclass
@@ -64,7 +65,7 @@ class Layout:
                     self.buffers.append(view)
             self.file_buffers.append((buf, channel, path))
         if pattern is not None:
-            self.buffers.append(Buffer("SPARSITY_PATTERN", "regint", int(pattern.values.size), "pattern",
+            self.buffers.append(Buffer(PATTERN_BUFFER, "regint", int(pattern.values.size), "pattern",
                                        f"public sparsity pattern, (o, c, t) per non-zero weight, channel {pattern.channel}"))
         for node in graph.nodes:
             layout = self._layout_for(node)
@@ -99,7 +100,7 @@ class Layout:
         """Where the node's public pattern lies: the buffer, the first value's index and the number of
         entries (value triples)."""
         first, values = self._pattern.entries[node.name]
-        return {"buffer": "SPARSITY_PATTERN", "first": first, "count": values // 3}
+        return {"buffer": PATTERN_BUFFER, "first": first, "count": values // 3}
 
     def buffer(self, node) -> Buffer:
         return self._out[node.name]
@@ -164,7 +165,7 @@ def render_program(graph: Graph, fx: FixedSpec, params: list[ParamFile], inputs:
     ]
     if pattern is not None:
         size = int(pattern.values.size)
-        param_reads.append({"channel": pattern.channel, "buffer": "SPARSITY_PATTERN", "count": size,
+        param_reads.append({"channel": pattern.channel, "buffer": PATTERN_BUFFER, "count": size,
                             "chunk": min(READ_CHUNK, size), "path": pattern.path, "reader": "public_int"})
     input_size = _prod(graph.input_shape)
     executions, channel_reads = [], []

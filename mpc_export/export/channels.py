@@ -11,6 +11,7 @@ from pathlib import Path
 from ..errors import UserError
 
 DEFAULT_MAP = Path(__file__).resolve().parent / "channel_map.toml"  # the seed table, shipped in the package
+SPARSITY_PATTERN_CHANNEL = 100048  # the public sparsity pattern's channel when a map names none (the seed table's)
 KIND_FOLDERS = {"weight": "weights", "bias": "bias", "new_gamma": "new_gamma", "new_beta": "new_beta"}
 
 
@@ -30,7 +31,7 @@ class ChannelMap:
     kinds: list[str]
     source: str
     packed: dict[str, int] | None = None
-    sparsity_pattern: int = 100048  # the public sparsity pattern's channel (--sparsity public)
+    sparsity_pattern: int = SPARSITY_PATTERN_CHANNEL  # the public sparsity pattern's channel (--sparsity public)
 
     def input_channel(self, execution: int) -> int:
         return self.input_range[0] + execution
@@ -136,7 +137,7 @@ def channel_map_from_data(data: dict, path) -> ChannelMap:
                 raise UserError(f"{path}: [packed] channel {channel} is used twice ({used[channel]} and {kind})")
             used[channel] = kind
     public = data.get("public", {})
-    pattern_channel = public.get("sparsity_pattern", 100048) if isinstance(public, dict) else None
+    pattern_channel = public.get("sparsity_pattern", SPARSITY_PATTERN_CHANNEL) if isinstance(public, dict) else None
     if not (isinstance(pattern_channel, int) and not isinstance(pattern_channel, bool) and 1 <= pattern_channel < 2**32):
         raise UserError(f"{path}: [public] sparsity_pattern must be a channel number from 1 to 2^32 - 1")
     return ChannelMap(dict(params), params_range, reserved, inputs, list(kinds), str(path), packed, pattern_channel)

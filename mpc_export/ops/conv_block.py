@@ -283,7 +283,7 @@ class ConvBlock(Op):
             "in_plane": in_plane, "padding": pad,
             "mode": mode,
             "tiles": g["conv_grid"] // 4 if mode == "winograd" else 0,
-            # sparse: this layer's (o, c, t) triples in the pattern buffer, from value index pattern_first on
+            # sparse: where this layer's (o, c, t) triples lie in the pattern buffer (buffer, first, count)
             "pattern": layout.pattern(node) if mode == "sparse" else None,
             **g,
             "tables": tables,

@@ -192,8 +192,9 @@ def player_root(root: Path, player: int, directory: Path, manifest: dict, runtim
     if player == 0:
         shutil.copytree(directory / manifest["data_folder"], mine / "Data" / manifest["data_folder"])
     else:
+        public = public_roles(manifest)
         for entry in manifest["files"]:
-            if entry["role"] in public_roles(manifest):
+            if entry["role"] in public:
                 (mine / "Data" / entry["path"]).parent.mkdir(parents=True, exist_ok=True)
                 shutil.copy(directory / entry["path"], mine / "Data" / entry["path"])
     shutil.copytree(root / "compile" / "Programs", mine / "Programs")
