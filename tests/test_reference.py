@@ -65,3 +65,32 @@ def test_exact_linear_beyond_float64_precision(x, w):
     got = exact.linear(x, w)
     want = np.dot(x.astype(object), w.T.astype(object))
     assert [int(v) for v in np.ravel(got)] == [int(v) for v in np.ravel(want)]
+
+
+def test_reference_runs_in_threads_give_what_each_gives_alone():
+    """Two threads running the reference at once (concurrent builds in one process) each get the result
+    the same call gives alone: no work buffer is shared between threads."""
+    import threading
+
+    fx = FixedSpec()
+    graph = seed_graph(fx)
+    rng = np.random.default_rng(7)
+    batches = [encode(rng.random((8, 3, 32, 32)), fx.frac_bits) for _ in range(2)]
+    alone = [run_fixed(graph, fx, batch)[graph.nodes[-1].name].copy() for batch in batches]
+    start = threading.Barrier(2)
+    got: dict[int, list] = {0: [], 1: []}
+
+    def work(index):
+        start.wait()
+        for _ in range(6):
+            got[index].append(run_fixed(graph, fx, batches[index])[graph.nodes[-1].name].copy())
+
+    threads = [threading.Thread(target=work, args=(i,)) for i in range(2)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    for index in range(2):
+        assert len(got[index]) == 6
+        for logits in got[index]:
+            assert np.array_equal(logits, alone[index])

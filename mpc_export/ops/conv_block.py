@@ -17,6 +17,8 @@ add 1, and ``error_ulp`` bounds the effect.
 
 from __future__ import annotations
 
+import threading
+
 import numpy as np
 import torch
 
@@ -318,7 +320,15 @@ def _weight_digits(node) -> list:
     return cached[1]
 
 
-_SCRATCH = exact.ScratchBuffers()  # the int8 convolution's work tensors, reused batch after batch
+_SCRATCH = threading.local()  # per thread: .buffers, the int8 convolution's work tensors, reused batch after batch
+
+
+def _scratch() -> exact.ScratchBuffers:
+    """This thread's work buffers: two threads running the reference at once never share one."""
+    buffers = getattr(_SCRATCH, "buffers", None)
+    if buffers is None:
+        buffers = _SCRATCH.buffers = exact.ScratchBuffers()
+    return buffers
 
 
 def _input_shift(x_extremes: tuple[int, int]) -> tuple[int, int]:
@@ -351,7 +361,7 @@ def _accumulator_nhwc(node, fx, x: np.ndarray, x_extremes: tuple[int, int]) -> t
         x_tensor = torch.from_numpy(x.astype(np.int64, copy=False))
         shift, shifted_bound = _input_shift(x_extremes)
         acc = exact.conv2d_int8(x_tensor, shifted_bound, _weight_digits(node), out_channels, kernel, padding, stride,
-                                shift=shift, scratch=_SCRATCH)
+                                shift=shift, scratch=_scratch())
         constant = constant + shift * np.sum(weight.astype(np.int64), axis=(1, 2, 3))
     else:
         acc = torch.from_numpy(exact.conv2d(x, weight, padding=padding, stride=stride).astype(np.int64)).permute(0, 2, 3, 1)
