@@ -54,6 +54,15 @@ def test_dataset_agreement_on_cifar10(seed_dir, tmp_path, capsys):
     assert report["agreement"] >= 0.995
     assert abs(report["fixed_acc"] - report["float_acc"]) <= 0.01
     assert all(r["ok"] for r in report["layers"])
+    # onnxruntime checks the first batch by default (PyTorch every image), and says so; on request, all
+    assert report["onnx_images"] == 250 and "first 250 image(s)" in " ".join(out.split())
+    assert all(r["onnx_max_abs_err"] is not None for r in report["layers"][1:])
+    code, out, err = run_cli(["verify", seed_dir, "--dataset", DATASET, "--limit", "500", "--onnx-images", "500",
+                              "--json", report_path], capsys)
+    everything = json.loads(report_path.read_text())
+    assert code == 0 and everything["onnx_images"] == 500 and "first 250" not in out, out + err
+    for first, full in zip(report["layers"][1:], everything["layers"][1:]):  # a maximum over a superset
+        assert full["onnx_max_abs_err"] >= first["onnx_max_abs_err"] and full["max_abs_err"] == first["max_abs_err"]
     print(f"agreement {report['agreement']:.4f} float {report['float_acc']:.4f} fixed {report['fixed_acc']:.4f}")
 
 

@@ -162,6 +162,7 @@ def verify(
     plot: Optional[Path] = typer.Option(None, "--plot", metavar="PNG", help="write a PNG of per-layer error vs bound"),
     mpc_log: Optional[Path] = typer.Option(None, "--mpc-log", metavar="LOG", help="log of a real run: check its logits against the reference"),
     no_onnx: bool = typer.Option(False, "--no-onnx", help="skip the onnxruntime cross-check"),
+    onnx_images: int = typer.Option(250, "--onnx-images", metavar="N", help="with --dataset: the first N images (whole batches) also through onnxruntime; PyTorch checks every image"),
     min_agreement: float = typer.Option(99.5, "--min-agreement", metavar="PERCENT", help="fail below this argmax agreement (percent)"),
     simulate_mpc: int = typer.Option(20, "--simulate-mpc", metavar="RUNS", help="runs with TruncPr's probabilistic rounding simulated (not with --dataset; 0: off)"),
     trust_pickle: bool = typer.Option(False, "--trust-pickle", help="the model is a pickled nn.Module you trust (loading runs its code); never taken from manifest.json"),
@@ -179,7 +180,7 @@ def verify(
         if target is not None and not target.parent.is_dir():
             raise UserError(f"{flag} {target}: folder {target.parent} does not exist")
     opts = VerifyOptions(directory=directory, inputs=list(input), dataset=dataset, limit=limit, model=model,
-                         mpc_log=mpc_log, onnx=not no_onnx, min_agreement=min_agreement / 100.0, simulate_mpc=max(0, simulate_mpc),
+                         mpc_log=mpc_log, onnx=not no_onnx, onnx_images=max(0, onnx_images), min_agreement=min_agreement / 100.0, simulate_mpc=max(0, simulate_mpc),
                          trust_pickle=trust_pickle, trust_torchscript=trust_torchscript)
     with Progress(TextColumn("verifying"), BarColumn(), MofNCompleteColumn(), TextColumn("images"), TimeRemainingColumn(),
                   console=err_console, transient=True, disable=not err_console.is_terminal) as progress:

@@ -157,8 +157,10 @@ def verify_report(console: Console, r: dict) -> None:
         console.print(f"integrity: {check}", highlight=False)
     ulp = f"2^-{r['frac_bits']}"
     simulated = "simulated_mpc_ulp" in r["layers"][0]
+    onnx_images = r.get("onnx_images", r["images"])
+    onnx_scope = "" if onnx_images in (0, r["images"]) else f" (its first {onnx_images} image(s))"
     t = table(f"per layer, {r['images']} image(s), in units of {ulp}: max and mean |reference - float model|, the "
-              "tolerance, max |reference - onnxruntime|, the bound on |MPC - reference|"
+              f"tolerance, max |reference - onnxruntime|{onnx_scope}, the bound on |MPC - reference|"
               + (" and its largest simulated value" if simulated else ""),
               ["layer", "float", "max", "mean", "tolerance", "onnx", "MPC", *(["sim."] if simulated else []), "ok"],
               right=("max", "mean", "tolerance", "onnx", "MPC", "sim."))

@@ -31,6 +31,7 @@ class VerifyOptions:
     mpc_log: Path | None = None
     batch: int = 250
     onnx: bool = True
+    onnx_images: int = 250  # with a data set: images also run through onnxruntime (whole batches from the first)
     min_agreement: float = 0.995
     simulate_mpc: int = 0  # runs of the reference with TruncPr's probabilistic rounding simulated
     trust_pickle: bool = False  # the user's flags, never the manifest's say
@@ -205,7 +206,7 @@ def verify(opts: VerifyOptions, progress=None) -> dict:
                     "model_description": manifest["model"].get("description", str(model_path))}
 
     if opts.dataset:
-        seen = 0
+        seen = onnx_seen = 0
         worst_logit = 0.0
         staged = StagedAccuracy()
         quantized_weights = with_quantized_weights(graph, fx)
@@ -216,7 +217,9 @@ def verify(opts: VerifyOptions, progress=None) -> dict:
             xb = graph.preprocess(pixels)
             fixed = run_fixed(graph, fx, encode(xb, fx.frac_bits), trace)
             flt = float_model(xb)
-            table.add(fixed, flt, oracle.run(xb) if oracle else None, xb)
+            with_onnx = oracle is not None and seen < opts.onnx_images
+            table.add(fixed, flt, oracle.run(xb) if with_onnx else None, xb)
+            onnx_seen += len(xb) if with_onnx else 0
             ref_logits, flt_logits = decode(fixed[out_name], fx.frac_bits), flt[out_name]
             staged.add(yb, {"float": flt_logits, "fixed": ref_logits,
                             "float_quantized_weights": run_float(quantized_weights, xb.astype(np.float32))[out_name]})
@@ -229,7 +232,7 @@ def verify(opts: VerifyOptions, progress=None) -> dict:
         stages = staged.rows(fx.protocol.exact)
         report.update(images=seen, float_acc=stages[0]["accuracy"], fixed_acc=stages[2]["accuracy"],
                       agreement=stages[2]["agreement_with_float"], worst_logit_err=worst_logit, dataset=str(opts.dataset),
-                      stages=stages)
+                      stages=stages, onnx_images=onnx_seen)
     else:
         executions = sorted(manifest["executions"], key=lambda e: e["index"])
         x_int = [input_values(parsed, e["path"], graph.input_shape) for e in executions]
@@ -242,7 +245,7 @@ def verify(opts: VerifyOptions, progress=None) -> dict:
         _check_expected_outputs(manifest, graph, parsed, {e["index"]: {k: v[i] for k, v in fixed.items()} for i, e in enumerate(executions)})
         ref_logits, flt_logits = decode(fixed[out_name], fx.frac_bits), flt[out_name]
         agree = int(np.sum(np.argmax(ref_logits, 1) == np.argmax(flt_logits, 1)))
-        report.update(images=len(x_int), agreement=agree / len(x_int), float_acc=None, fixed_acc=None,
+        report.update(images=len(x_int), onnx_images=len(x_int) if oracle else 0, agreement=agree / len(x_int), float_acc=None, fixed_acc=None,
                       worst_logit_err=float(np.abs(ref_logits - flt_logits).max()),
                       predictions=[{"fixed": int(a), "float": int(b)} for a, b in zip(np.argmax(ref_logits, 1), np.argmax(flt_logits, 1))])
         report["fixed_logits"] = {e["index"]: [int(v) for v in fixed[out_name][i]] for i, e in enumerate(executions)}

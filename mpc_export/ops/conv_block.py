@@ -21,6 +21,7 @@ import threading
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 
 from ..fixedpoint import fits_int64, max_abs, to_exact
 from . import _exact as exact
@@ -66,15 +67,19 @@ class ConvBlock(Op):
 
     @classmethod
     def ref_float(cls, node, x):
+        """In the parameters' dtype (float64, or float32 for verify's quantized-weights stage), on torch
+        tensors: every step one threaded pass, the same values as the numpy formulas (a 2x2 average is the
+        window's sum / 4, both exact scalings by powers of two)."""
         p, a = node.params, node.attrs
-        y = conv2d_float(x, p["weight"], p["bias"], a.get("stride", 1), _padding(node))
+        y = torch.from_numpy(conv2d_float(x, p["weight"], p["bias"], a.get("stride", 1), _padding(node)))
         if a.get("pre_pool"):
-            y = pool2x2_max(y)
+            y = F.max_pool2d(y, 2)
         if a.get("affine", True):
-            y = y * p["new_gamma"][:, None, None] + p["new_beta"][:, None, None]
+            y = y.mul_(torch.from_numpy(p["new_gamma"]).to(y.dtype)[:, None, None])
+            y = y.add_(torch.from_numpy(p["new_beta"]).to(y.dtype)[:, None, None])
         if a.get("relu", True):
-            y = np.maximum(y, 0.0)
-        return pool2x2_sum(y) / 4.0 if a.get("post_pool") else y
+            y = y.clamp_min_(0.0)
+        return (F.avg_pool2d(y, 2) if a.get("post_pool") else y).numpy()
 
     @classmethod
     def macs(cls, node, graph):

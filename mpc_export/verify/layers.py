@@ -5,17 +5,27 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 import numpy as np
+import torch
 
 from ..fixedpoint import decode
 
 
-def _abs_difference(a: np.ndarray, b: np.ndarray, scratch: np.ndarray) -> tuple[float, float]:
-    """(max, sum) of |a - b| computed in float64 in ``scratch`` (same shape, overwritten): no temporaries."""
-    if scratch.size == 0:
+def _abs_difference(a: torch.Tensor, b: torch.Tensor, scratch: torch.Tensor) -> tuple[float, float]:
+    """(max, sum) of |a - b| computed in float64 in ``scratch`` (same shape, overwritten): no temporaries,
+    each step one threaded pass."""
+    if scratch.numel() == 0:
         return 0.0, 0.0
-    np.subtract(a, b, out=scratch, dtype=np.float64)
-    np.abs(scratch, out=scratch)
+    torch.sub(a, b, out=scratch)
+    scratch.abs_()
     return float(scratch.max()), float(scratch.sum())
+
+
+def _peak(values: torch.Tensor) -> float:
+    """Largest |value| of a float tensor (0 when empty)."""
+    if values.numel() == 0:
+        return 0.0
+    low, high = torch.aminmax(values)
+    return float(max(high, -low))
 
 
 @dataclass
@@ -36,7 +46,7 @@ class LayerTable:
     graph: object
     fx: object
     stats: dict[str, LayerStats] = field(default_factory=dict)
-    scratch: dict[str, np.ndarray] = field(default_factory=dict, repr=False)
+    scratch: dict[str, torch.Tensor] = field(default_factory=dict, repr=False)
 
     def __post_init__(self):
         for node in self.graph.nodes:
@@ -48,35 +58,42 @@ class LayerTable:
         for node in self.graph.nodes:
             s = self.stats[node.name]
             ref = self._decoded(fixed[node.name])
-            flt = x_real if node.op == "input" else torch_out[node.name].reshape(ref.shape)
+            flt = self._float64("float", x_real if node.op == "input" else torch_out[node.name], ref.shape)
             scratch = self._scratch("difference", ref.shape)
             err_max, err_sum = _abs_difference(ref, flt, scratch)
             s.max_abs_err = max(s.max_abs_err, err_max)
             s.sum_abs_err += err_sum
-            s.count += ref.size
-            s.peak = max(s.peak, float(max(flt.max(), -flt.min())) if flt.size else 0.0)
+            s.count += ref.numel()
+            s.peak = max(s.peak, _peak(flt))
             if onnx_out is not None and node.name in onnx_out:
-                onnx = onnx_out[node.name].reshape(ref.shape)
+                onnx = self._float64("onnx", onnx_out[node.name], ref.shape)
                 s.onnx_max_abs_err = max(s.onnx_max_abs_err or 0.0, _abs_difference(ref, onnx, scratch)[0])
                 s.onnx_vs_torch = max(s.onnx_vs_torch or 0.0, _abs_difference(onnx, flt, scratch)[0])
 
-    def _decoded(self, values: np.ndarray) -> np.ndarray:
-        """values / 2^F in float64 (fixedpoint.decode), C-contiguous whatever the layout of ``values``;
-        int64 values are decoded into a kept work array (valid until the next layer's)."""
+    def _decoded(self, values: np.ndarray) -> torch.Tensor:
+        """values / 2^F as a float64 tensor (fixedpoint.decode), C-contiguous whatever the layout of
+        ``values``; int64 values are decoded into a kept work tensor (valid until the next layer's)."""
         if values.dtype != np.int64:
-            return np.ascontiguousarray(decode(values, self.fx.frac_bits))
+            return torch.from_numpy(np.ascontiguousarray(decode(values, self.fx.frac_bits)))
         out = self._scratch("decoded", values.shape)
-        np.multiply(values, 2.0**-self.fx.frac_bits, out=out)  # equal to decode: both scale by a power of two
+        out.copy_(torch.from_numpy(values))  # exact: every value < 2^53
+        return out.mul_(2.0**-self.fx.frac_bits)  # equal to decode: both scale by a power of two
+
+    def _float64(self, purpose: str, values: np.ndarray, shape: tuple) -> torch.Tensor:
+        """``values`` (any float dtype, any layout, ``shape``'s size) as a float64 tensor of ``shape`` in a
+        kept work tensor: the differences then run on one dtype (a mixed-dtype subtraction is ~3x slower)."""
+        out = self._scratch(purpose, shape)
+        out.copy_(torch.from_numpy(np.asarray(values)).reshape(shape))
         return out
 
-    def _scratch(self, purpose: str, shape: tuple) -> np.ndarray:
-        """A float64 work array of ``shape``, one per purpose for every layer, kept across batches (no fresh
+    def _scratch(self, purpose: str, shape: tuple) -> torch.Tensor:
+        """A float64 work tensor of ``shape``, one per purpose for every layer, kept across batches (no fresh
         pages per batch): a flat buffer grown to the largest layer, valid until the next take."""
         size = int(np.prod(shape))
         flat = self.scratch.get(purpose)
-        if flat is None or flat.size < size:
-            flat = self.scratch[purpose] = np.empty(size, dtype=np.float64)
-        return flat[:size].reshape(shape)
+        if flat is None or flat.numel() < size:
+            flat = self.scratch[purpose] = torch.empty(size, dtype=torch.float64)
+        return flat[:size].view(shape)
 
     def rows(self) -> list[dict]:
         """Each layer with its derived tolerance (from the measured deviation of its input) and the
