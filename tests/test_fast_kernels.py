@@ -231,3 +231,34 @@ def test_file_parse_names_the_first_bad_token(tmp_path):
         raise AssertionError("1e3 is not a runtime token")
     (tmp_path / "p.txt").write_text("0.5 1 2.25\n")
     assert parse_file(tmp_path, {"path": "p.txt"}, 12).tolist() == [2048, 1, 9216]
+
+
+@settings(max_examples=25, deadline=None)
+@given(st.integers(1, 40), st.integers(0, 2**32 - 1), st.booleans())
+def test_int32_accumulation_holds_up_to_its_bound(channels, seed, aligned):
+    """With max_o sum|w_o| as large as int32_accumulation_is_exact allows for x_bound, and x = +-x_bound with
+    the signs of the weights (the largest |sum(w * x)| there is) or random signs, the int32 accumulation
+    equals Python ints; one more unit of weight is refused."""
+    rng = np.random.default_rng(seed)
+    k = 3
+    w = rng.integers(-2000, 2001, size=(2, channels, k, k)).astype(np.int64)
+    abs_sum = int(np.max(np.sum(np.abs(w), axis=(1, 2, 3))))
+    low, high = 1, largest_for(3)  # the largest x_bound the function accepts, by bisection
+    while low < high:
+        middle = (low + high + 1) // 2
+        low, high = (middle, high) if exact.int32_accumulation_is_exact(middle, abs_sum) else (low, middle - 1)
+    x_bound = low
+    assert exact.int32_accumulation_is_exact(x_bound, abs_sum)
+    assert x_bound == largest_for(3) or not exact.int32_accumulation_is_exact(x_bound + 1, abs_sum)
+    assert x_bound * abs_sum < 2**31  # the sum itself must fit, whatever the function says
+    signs = np.sign(w[0]) if aligned else rng.choice([-1, 1], size=w[0].shape)
+    x = np.zeros((5, channels, 4, 4), dtype=np.int64)
+    x[:, :, 1:4, 1:4] = signs * x_bound  # the output at (1, 1) meets every tap with |x| = x_bound
+    x[1:] = rng.integers(-x_bound, x_bound + 1, size=x[1:].shape)
+    if not exact.int8_conv_is_exact(x_bound, int(np.max(np.abs(w))), k * k * exact.padded_channels(channels)):
+        return
+    got = exact.conv2d_int8(torch.from_numpy(x), x_bound, exact.weight_digit_matrices(w), 2, k, 1,
+                            accumulate=torch.int32)
+    assert got.dtype == torch.int32
+    want = conv_python_ints(x, w, 1, 1)
+    assert [int(v) for v in got.permute(0, 3, 1, 2).reshape(-1)] == [int(v) for v in want.reshape(-1)]

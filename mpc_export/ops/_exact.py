@@ -116,6 +116,14 @@ def int8_conv_is_exact(x_bound: int, weight_bound: int, patch_size: int) -> bool
     return digit_times_weight_bound < INT32_LIMIT and recombined_bound < INT64_LIMIT
 
 
+def int32_accumulation_is_exact(x_bound: int, weight_abs_sum: int) -> bool:
+    """Whether conv2d_int8 may accumulate in int32 (accumulate=torch.int32) for |x| <= x_bound and
+    max_o sum |w_o| <= weight_abs_sum: each Horner step acc * 256 + p_i @ w holds q_i @ w with
+    |q_i| <= x_bound + 1 (x's digits from the i-th up), and acc * 256 alone at most |q_i @ w| + |p_i @ w|,
+    so (x_bound + 129) * weight_abs_sum < 2^31 bounds every value (int8_conv_is_exact bounds each p_i @ w)."""
+    return (x_bound + 129) * weight_abs_sum < INT32_LIMIT
+
+
 def padded_channels(channels: int) -> int:
     """Input channels padded with zeros so that a patch (C * kh * kw values) is a multiple of 8."""
     return _round_up(channels, INT_MM_MULTIPLE)
@@ -182,8 +190,10 @@ def _patch_matrix(x_digit: torch.Tensor, kernel: int, stride: int, padding: int,
 
 
 def conv2d_int8(x: torch.Tensor, x_bound: int, weight_digits: list[torch.Tensor], out_channels: int, kernel: int,
-                padding: int, stride: int = 1, shift: int = 0, scratch: ScratchBuffers | None = None) -> torch.Tensor:
-    """Exact sum(w * (x - shift)) over every window as an int64 tensor, logical NHWC (N, Ho, Wo, O), from an
+                padding: int, stride: int = 1, shift: int = 0, scratch: ScratchBuffers | None = None,
+                accumulate: torch.dtype = torch.int64) -> torch.Tensor:
+    """Exact sum(w * (x - shift)) over every window as an ``accumulate`` tensor (int64, or int32 where
+    int32_accumulation_is_exact holds), logical NHWC (N, Ho, Wo, O), from an
     integer NCHW int64 x (any memory layout) with every |x - shift| <= x_bound and |shift| <= x_bound (the
     padding's shifted value -shift is written in the same digits), and the weight's digit
     matrices (weight_digit_matrices). The zero padding of x counts as x = 0 (it reads -shift), so the
@@ -195,23 +205,39 @@ def conv2d_int8(x: torch.Tensor, x_bound: int, weight_digits: list[torch.Tensor]
     scratch = scratch if scratch is not None else _FreshBuffers()
     n, channels = x.shape[0], x.shape[1]
     count = balanced_digit_count(x_bound)
-    x_digits = balanced_digits(x - shift if shift else x, count)
+    x_digits = _input_digits(x.permute(0, 2, 3, 1), shift, count, scratch)
     pad_digits = [int(d) for d in balanced_digits(torch.tensor([-shift], dtype=torch.int64), count)]
     height, width = window_out(x.shape[2], kernel, stride, padding), window_out(x.shape[3], kernel, stride, padding)
     patch_shape = (n * height * width, kernel * kernel * padded_channels(channels))
     columns = weight_digits[0].shape[1]
     side_by_side = torch.cat([digit.t() for digit in weight_digits]).t()  # (k, digits * O'), column-major
-    acc = scratch.take("accumulator", (patch_shape[0], columns), torch.int64)
+    acc = scratch.take("accumulator", (patch_shape[0], columns), accumulate)
     for i in reversed(range(count)):  # Horner over x's digits: acc = acc * 256 + p_i @ w
-        patch = _patch_matrix(x_digits[i].permute(0, 2, 3, 1), kernel, stride, padding, pad_digits[i],
+        patch = _patch_matrix(x_digits[i], kernel, stride, padding, pad_digits[i],
                               scratch.take("patch", patch_shape, torch.int8))
         digit_times_weight = _times_whole_weight(patch, side_by_side, len(weight_digits), columns,
                                                  scratch.take("products", (patch_shape[0], side_by_side.shape[1]), torch.int32))
         if i == count - 1:
             acc.copy_(digit_times_weight)
         else:
-            torch.add(digit_times_weight, acc, alpha=256, out=acc)  # int32 widened on the fly
+            if digit_times_weight.dtype != accumulate:  # widened first: a mixed-dtype add is ~4x slower
+                digit_times_weight = scratch.take("widened", tuple(acc.shape), accumulate).copy_(digit_times_weight)
+            torch.add(digit_times_weight, acc, alpha=256, out=acc)
     return acc.view(n, height, width, columns)[..., :out_channels]
+
+
+def _input_digits(x_nhwc: torch.Tensor, shift: int, count: int, scratch: ScratchBuffers) -> list[torch.Tensor]:
+    """balanced_digits of x - shift (logical NHWC int64), computed in ``scratch``'s buffers: the digits are
+    contiguous NHWC int8 tensors valid until the next call with the same scratch."""
+    rest = scratch.take("shifted", tuple(x_nhwc.shape), torch.int64)
+    torch.sub(x_nhwc, shift, out=rest)
+    digits = []
+    for i in range(count):
+        digit = scratch.take(f"digit {i}", tuple(x_nhwc.shape), torch.int8)
+        digits.append(digit.copy_(rest))  # the low 8 bits, two's complement, as balanced_digits
+        if i < count - 1:
+            rest.add_(128).bitwise_right_shift_(DIGIT_BITS)
+    return digits
 
 
 def _times_whole_weight(patch: torch.Tensor, side_by_side: torch.Tensor, weight_digits: int, columns: int,

@@ -348,35 +348,55 @@ def _input_shift(x_extremes: tuple[int, int]) -> tuple[int, int]:
     return 0, x_bound
 
 
-def _accumulator_nhwc(node, fx, x: np.ndarray, x_extremes: tuple[int, int]) -> torch.Tensor:
-    """sum(w * x) + bias * 2^F at scale 2^2F as an int64 tensor, logical NHWC (any memory layout; it may
-    live in this module's scratch buffers until the next call), from NCHW integer x (any memory layout)
-    with (min, max) = x_extremes; the caller has proven every value < 2^62. int8 GEMMs when their bound holds
+def _accumulator_nhwc(node, fx, x: np.ndarray, x_extremes: tuple[int, int]) -> tuple[torch.Tensor, np.ndarray]:
+    """(acc, offset): the accumulator sum(w * x) + bias * 2^F (scale 2^2F) is acc + offset[o], acc a logical
+    NHWC integer tensor (any memory layout; it may live in this thread's scratch buffers until the next
+    call) and offset an int64 vector per output channel, from NCHW integer x (any memory layout) with
+    (min, max) = x_extremes; the caller has proven every value < 2^62. int8 GEMMs when their bound holds
     (exact.int8_conv_is_exact, on x shifted to its centre when that saves a digit: the shift comes back as
-    shift * sum(w_o) per output channel) and the batch is big enough for torch._int_mm, else the float64 /
-    limb convolution of _exact."""
+    shift * sum(w_o) in the offset; acc in int32 where exact.int32_accumulation_is_exact proves it holds)
+    and the batch is big enough for torch._int_mm, else the float64 / limb convolution of _exact (int64)."""
     weight, a = node.qparams["weight"], node.attrs
     out_channels, channels, kernel, _ = weight.shape
     stride, padding = a.get("stride", 1), _padding(node)
     rows = x.shape[0] * window_out(x.shape[2], kernel, stride, padding) * window_out(x.shape[3], kernel, stride, padding)
     patch_size = kernel * kernel * exact.padded_channels(channels)
     x_bound = max(-x_extremes[0], x_extremes[1])
-    constant = node.qparams["bias"].astype(np.int64) * 2**fx.frac_bits  # per output channel, scale 2^2F
+    offset = node.qparams["bias"].astype(np.int64) * 2**fx.frac_bits  # per output channel, scale 2^2F
     if rows >= exact.INT_MM_MIN_ROWS and exact.int8_conv_is_exact(x_bound, max_abs(weight), patch_size):
         x_tensor = torch.from_numpy(x.astype(np.int64, copy=False))
         shift, shifted_bound = _input_shift(x_extremes)
+        int32 = exact.int32_accumulation_is_exact(shifted_bound, int(np.max(_weight_abs_sums(node))))
         acc = exact.conv2d_int8(x_tensor, shifted_bound, _weight_digits(node), out_channels, kernel, padding, stride,
-                                shift=shift, scratch=_scratch())
-        constant = constant + shift * np.sum(weight.astype(np.int64), axis=(1, 2, 3))
-    else:
-        acc = torch.from_numpy(exact.conv2d(x, weight, padding=padding, stride=stride).astype(np.int64)).permute(0, 2, 3, 1)
-    return acc.add_(torch.from_numpy(constant))
+                                shift=shift, scratch=_scratch(), accumulate=torch.int32 if int32 else torch.int64)
+        return acc, offset + shift * np.sum(weight.astype(np.int64), axis=(1, 2, 3))
+    acc = exact.conv2d(x, weight, padding=padding, stride=stride).astype(np.int64)
+    return torch.from_numpy(acc).permute(0, 2, 3, 1), offset
+
+
+def _channel_extremes(values: torch.Tensor) -> tuple[np.ndarray, np.ndarray] | None:
+    """Per channel (min, max) of a logical NHWC int32 tensor, as int64 vectors (one reduction each: an
+    int32 column reduction is fast where int64's is not); None when it is empty."""
+    if values.numel() == 0:
+        return None
+    flat = values.reshape(-1, values.shape[-1])
+    return torch.amin(flat, dim=0).numpy().astype(np.int64), torch.amax(flat, dim=0).numpy().astype(np.int64)
+
+
+def _affine_extremes(channel: tuple[np.ndarray, np.ndarray], scale: np.ndarray, offset: np.ndarray) -> tuple[int, int]:
+    """(min, max) over channels of v * scale[o] + offset[o] for v in channel o's [low, high]: a monotone map
+    per channel takes its extremes to the ends of the image (exact, Python ints)."""
+    low, high = channel
+    ends = [int(a) * int(g) + int(b) for lo, hi, g, b in zip(low, high, scale, offset) for a in (lo, hi)]
+    return min(ends), max(ends)
 
 
 def _extremes(values: torch.Tensor) -> tuple[int, int] | None:
     """(min, max) of an integer tensor as Python ints; None when it is empty."""
     if values.numel() == 0:
         return None
+    if values.dim() == 4 and values.permute(0, 2, 3, 1).is_contiguous():  # NCHW over NHWC memory: read in order
+        values = values.permute(0, 2, 3, 1)
     low, high = torch.aminmax(values)
     return int(low), int(high)
 
@@ -412,35 +432,49 @@ def _pool_max_nhwc(values: torch.Tensor) -> torch.Tensor:
 def _pool_sum_nhwc(values: torch.Tensor) -> torch.Tensor:
     """Sum over each non-overlapping 2x2 window of a logical NHWC tensor (odd last row / column dropped)."""
     v = values[:, : values.shape[1] // 2 * 2, : values.shape[2] // 2 * 2]
-    return v[:, 0::2, 0::2] + v[:, 0::2, 1::2] + v[:, 1::2, 0::2] + v[:, 1::2, 1::2]
+    total = v[:, 0::2, 0::2] + v[:, 0::2, 1::2]  # the one new tensor; the other two add in place
+    return total.add_(v[:, 1::2, 0::2]).add_(v[:, 1::2, 1::2])
 
 
 def _ref_fixed_int64(schedule, node, fx, trace, x: np.ndarray, x_extremes: tuple[int, int]) -> np.ndarray:
     """ConvBlock.ref_fixed in int64 torch tensors (logical NHWC), every intermediate proven < 2^62. Returns
-    an NCHW array over NHWC memory (a strided view: the next convolution reads it without a transpose)."""
+    an NCHW array over NHWC memory (a strided view: the next convolution reads it without a transpose).
+
+    The affine step is one scaling and one offset per channel over the accumulator (its bias folded into
+    the offset); with an int32 accumulator the extremes of the accumulator and of the scaled values come
+    from its per-channel extremes (each step is monotone per channel) instead of passes over int64."""
     q, a = node.qparams, node.attrs
     f = fx.frac_bits
-    acc = _accumulator_nhwc(node, fx, x, x_extremes)
-    extremes = _extremes(acc)
+    acc, offset = _accumulator_nhwc(node, fx, x, x_extremes)
+    channel = _channel_extremes(acc) if acc.dtype == torch.int32 else None
+    if channel is None:  # int64: the offset added, then measured
+        acc, offset = _scratch().take("offset", tuple(acc.shape), torch.int64).copy_(acc).add_(torch.from_numpy(offset)), 0 * offset
+        extremes = _extremes(acc)
+    else:
+        extremes = _affine_extremes(channel, np.ones_like(offset), offset)
     _record_extremes(trace, node, "accumulator", extremes)
     if a.get("pre_pool"):
-        acc, extremes = _pool_max_nhwc(acc), None
+        acc = _pool_max_nhwc(acc)
+        channel = _channel_extremes(acc) if acc.dtype == torch.int32 else None
+        extremes = None if channel is None else _affine_extremes(channel, np.ones_like(offset), offset)
+    gamma = q["new_gamma"].astype(np.int64) if a.get("affine", True) else np.ones_like(offset)
+    offset = offset * gamma + (q["new_beta"].astype(np.int64) * 2 ** (2 * f) if a.get("affine", True) else 0)
+    values = _scratch().take("scaled", tuple(acc.shape), torch.int64)
+    values.copy_(acc).mul_(torch.from_numpy(gamma)).add_(torch.from_numpy(offset))  # one dtype: mixed is ~4x slower
     if a.get("affine", True):
-        scaled = acc.mul_(torch.from_numpy(q["new_gamma"].astype(np.int64)))
-        scaled = scaled.add_(torch.from_numpy(q["new_beta"].astype(np.int64) * 2 ** (2 * f)))
-        extremes = _extremes(scaled)
+        extremes = _extremes(values) if channel is None else _affine_extremes(channel, gamma, offset)
         _record_extremes(trace, node, "scaled", extremes)
-        y, extremes = _truncate_with_extremes(trace, scaled, schedule.truncation("scaled"), extremes)
+        y, extremes = _truncate_with_extremes(trace, values, schedule.truncation("scaled"), extremes)
     else:
-        y, extremes = _truncate_with_extremes(trace, acc, schedule.truncation("accumulator"), extremes)
+        y, extremes = _truncate_with_extremes(trace, values, schedule.truncation("accumulator"), extremes)
     _record_extremes(trace, node, "truncated", extremes)
-    if a.get("relu", True):
-        y = y.clamp_min_(0)
     if a.get("post_pool"):
-        total = _pool_sum_nhwc(y)
+        total = _pool_sum_nhwc(y.clamp_min_(0) if a.get("relu", True) else y)  # a new tensor
         _record_extremes(trace, node, "pool_sum", _extremes(total))
         y = _truncate(trace, total, schedule.truncation("pool_sum"))
-    return y.clone(memory_format=torch.contiguous_format).permute(0, 3, 1, 2).numpy()  # owns its memory, NHWC
+    else:  # out of the scratch buffer into a new NHWC tensor, with the ReLU on the way
+        y = y.clamp_min(0) if a.get("relu", True) else y.clone(memory_format=torch.contiguous_format)
+    return y.permute(0, 3, 1, 2).numpy()  # owns its memory, NHWC
 
 
 def _ref_fixed_python_ints(schedule, node, fx, trace, x: np.ndarray, bound: int) -> np.ndarray:
