@@ -1,6 +1,7 @@
 """Wall time of `mpc-export verify DIR --dataset NPZ` on N images, in one process.
 
     python benchmarks/verify_dataset.py [--images 10000] [--dir /tmp/seed] [--json report.json] [--profile 25]
+                                        [--default-allocator]
 
 Builds the seed model into --dir first when it holds no manifest.json. Prints the seconds verify took
 (the report's own timer and the wall clock around it), the accuracy rows, and with --profile the
@@ -20,6 +21,7 @@ from pathlib import Path
 
 import torch
 
+from mpc_export.cli.memory import keep_freed_memory
 from mpc_export.cli.verify import VerifyOptions, verify
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -42,8 +44,12 @@ def main() -> None:
     parser.add_argument("--dataset", type=Path, default=DATASET)
     parser.add_argument("--json", type=Path, default=None, help="write the verify report here")
     parser.add_argument("--profile", type=int, default=0, metavar="ROWS", help="print this many cProfile rows (cumulative)")
+    parser.add_argument("--default-allocator", action="store_true",
+                        help="leave glibc's allocator as it is (the CLI keeps freed memory for the next batch)")
     args = parser.parse_args()
     ensure_build(args.dir)
+    if not args.default_allocator:
+        keep_freed_memory()  # as `mpc-export verify --dataset` does
     opts = VerifyOptions(directory=args.dir, dataset=args.dataset, limit=args.images)
     profiler = cProfile.Profile() if args.profile else None
     start = time.perf_counter()

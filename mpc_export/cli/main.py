@@ -15,6 +15,7 @@ from rich.console import Console
 from ..errors import UserError, VerificationFailed
 from ..fixedpoint import FixedSpec, Protocol
 from . import show
+from .memory import keep_freed_memory
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False, rich_markup_mode=None,
                   context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 80},
@@ -78,6 +79,8 @@ def build(
 
     from .build import BuildOptions, build as run_build
 
+    if calibrate is not None:
+        keep_freed_memory()  # batch after batch reuses the same pages
     opts = BuildOptions(model=model, out=out, inputs=list(input), number_format=number_format, channel_map=channel_map,
                         force=force, debug=debug, mean=_floats(mean, "--mean"), std=_floats(std, "--std"), trust_pickle=trust_pickle,
                         trust_torchscript=trust_torchscript, calibrate=calibrate, calibrate_limit=limit, margin_bits=margin_bits,
@@ -179,6 +182,8 @@ def verify(
     for flag, target in (("--json", json_path), ("--plot", plot)):  # before the work, not after it
         if target is not None and not target.parent.is_dir():
             raise UserError(f"{flag} {target}: folder {target.parent} does not exist")
+    if dataset is not None:
+        keep_freed_memory()  # batch after batch reuses the same pages
     opts = VerifyOptions(directory=directory, inputs=list(input), dataset=dataset, limit=limit, model=model,
                          mpc_log=mpc_log, onnx=not no_onnx, onnx_images=max(0, onnx_images), min_agreement=min_agreement / 100.0, simulate_mpc=max(0, simulate_mpc),
                          trust_pickle=trust_pickle, trust_torchscript=trust_torchscript)
