@@ -95,7 +95,9 @@ def test_int8_conv_bound_refuses_what_int32_or_int64_cannot_hold():
     assert exact.int8_conv_is_exact(2**15, 2**11, 9 * 256)
     assert not exact.int8_conv_is_exact(127, 127, 2**17)  # 2^17 products of 2^14 reach 2^31
     assert not exact.int8_conv_is_exact(2**40, 2**20, 9)  # recombination beyond int64
-    assert not exact.int8_conv_is_exact(127, 2**16, 2**8)  # a digit times the whole weight reaches 2^31 in int32
+    assert exact.int8_conv_is_exact(127, 2**16, 2**16)  # one digit of x: each GEMM term is one pair of digits
+    assert not exact.int8_conv_is_exact(2**15, 2**11, 2**16)  # two pairs of 128 * 128 over 2^16 products: 2^31
+    assert exact.int8_conv_is_exact(2**15, 2**11, 2**16 - 8)
 
 
 def block_python_ints(x, q, attrs, f):
@@ -243,13 +245,17 @@ def test_int32_accumulation_holds_up_to_its_bound(channels, seed, aligned):
     k = 3
     w = rng.integers(-2000, 2001, size=(2, channels, k, k)).astype(np.int64)
     abs_sum = int(np.max(np.sum(np.abs(w), axis=(1, 2, 3))))
+    patch = k * k * exact.padded_channels(channels)
+
+    def accepts(x_bound):
+        return exact.int32_accumulation_is_exact(x_bound, int(np.max(np.abs(w))), abs_sum, patch)
+
     low, high = 1, largest_for(3)  # the largest x_bound the function accepts, by bisection
     while low < high:
         middle = (low + high + 1) // 2
-        low, high = (middle, high) if exact.int32_accumulation_is_exact(middle, abs_sum) else (low, middle - 1)
+        low, high = (middle, high) if accepts(middle) else (low, middle - 1)
     x_bound = low
-    assert exact.int32_accumulation_is_exact(x_bound, abs_sum)
-    assert x_bound == largest_for(3) or not exact.int32_accumulation_is_exact(x_bound + 1, abs_sum)
+    assert accepts(x_bound) and (x_bound == largest_for(3) or not accepts(x_bound + 1))
     assert x_bound * abs_sum < 2**31  # the sum itself must fit, whatever the function says
     signs = np.sign(w[0]) if aligned else rng.choice([-1, 1], size=w[0].shape)
     x = np.zeros((5, channels, 4, 4), dtype=np.int64)

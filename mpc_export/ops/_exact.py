@@ -69,10 +69,12 @@ def linear(x: np.ndarray, weight: np.ndarray) -> np.ndarray:
 
 # --- int8 GEMMs: exact integer convolutions on torch._int_mm -----------------------------------------
 #
-# An integer is written in balanced base-256 digits, each in [-128, 127] (int8). x's digit i times the
-# whole weight, p_i @ w = sum_j 256^j (p_i @ w_j), is one int8 GEMM against the weight's digit matrices
-# side by side, combined in int32: every |p_i @ w| <= 128 * max|w| * k stays below 2^31. The convolution
-# is then sum_i 256^i (p_i @ w), recombined in int64.
+# An integer is written in balanced base-256 digits, each in [-128, 127] (int8). With x's digit patches
+# p_i and the weight's digits w_j, the convolution is sum_k 256^k A_k with A_k = sum_(i + j = k) p_i @ w_j.
+# Each A_k is one int8 GEMM: the patches p_i of the pairs side by side (one buffer holds every p_i in
+# order) against the weight digits w_(k - i) stacked (one matrix holds them in reverse order), so the
+# GEMM itself adds the pairs, in int32: |A_k| <= pairs * 128 * 128 * k. Horner over k recombines them,
+# in int32 where a bound from |x| and sum |w_o| proves it holds, else in int64.
 
 DIGIT_BITS = 8
 INT32_LIMIT = 2**31
@@ -105,23 +107,30 @@ def _round_up(value: int, multiple: int) -> int:
     return -(-value // multiple) * multiple
 
 
+def _digit_pairs(x_bound: int, weight_bound: int) -> int:
+    """The most (x digit, weight digit) pairs whose digit positions add up to the same k."""
+    return min(balanced_digit_count(x_bound), balanced_digit_count(weight_bound))
+
+
 def int8_conv_is_exact(x_bound: int, weight_bound: int, patch_size: int) -> bool:
     """Whether conv2d_int8 is exact for |x| <= x_bound, |w| <= weight_bound and patch_size (= C * kh * kw
-    after padding C) products per output: each int8 GEMM output and each x digit's product by the whole
-    weight (built in int32 from the top weight digit down: each partial value is a digit times a weight
-    part below max|w| + 128) stay below 2^31, and the digit-weighted recombination below 2^63 in int64."""
+    after padding C) products per output: each int8 GEMM output A_k (a sum of pairs * patch_size products
+    of two digits, each at most 128 * 128) stays below 2^31, and the Horner recombination in int64 (every
+    value below 256^(digits of x + digits of w) * patch_size) below 2^63."""
     x_digits, w_digits = balanced_digit_count(x_bound), balanced_digit_count(weight_bound)
-    digit_times_weight_bound = 128 * (weight_bound + 128) * patch_size
+    term_bound = _digit_pairs(x_bound, weight_bound) * 128 * 128 * patch_size
     recombined_bound = 2 ** (DIGIT_BITS * (x_digits + w_digits)) * patch_size
-    return digit_times_weight_bound < INT32_LIMIT and recombined_bound < INT64_LIMIT
+    return term_bound < INT32_LIMIT and recombined_bound < INT64_LIMIT
 
 
-def int32_accumulation_is_exact(x_bound: int, weight_abs_sum: int) -> bool:
-    """Whether conv2d_int8 may accumulate in int32 (accumulate=torch.int32) for |x| <= x_bound and
-    max_o sum |w_o| <= weight_abs_sum: each Horner step acc * 256 + p_i @ w holds q_i @ w with
-    |q_i| <= x_bound + 1 (x's digits from the i-th up), and acc * 256 alone at most |q_i @ w| + |p_i @ w|,
-    so (x_bound + 129) * weight_abs_sum < 2^31 bounds every value (int8_conv_is_exact bounds each p_i @ w)."""
-    return (x_bound + 129) * weight_abs_sum < INT32_LIMIT
+def int32_accumulation_is_exact(x_bound: int, weight_bound: int, weight_abs_sum: int, patch_size: int) -> bool:
+    """Whether conv2d_int8 may accumulate in int32 (accumulate=torch.int32) for |x| <= x_bound, |w| <=
+    weight_bound, max_o sum |w_o| <= weight_abs_sum and patch_size products per output. The Horner value
+    after the terms k and up is H_k = (x @ w - L_k) / 256^k, L_k = sum_(k' < k) 256^k' A_k', and a step
+    computes 256 * H_k before adding A_(k-1); with |A_k| <= T = pairs * 128 * 128 * patch_size,
+    |L_k| <= T * 256^k / 255, so every value stays within x_bound * weight_abs_sum + 2 * T < 2^31."""
+    term_bound = _digit_pairs(x_bound, weight_bound) * 128 * 128 * patch_size
+    return x_bound * weight_abs_sum + 2 * term_bound < INT32_LIMIT
 
 
 def padded_channels(channels: int) -> int:
@@ -204,25 +213,29 @@ def conv2d_int8(x: torch.Tensor, x_bound: int, weight_digits: list[torch.Tensor]
     next call with the same scratch); without, every call allocates afresh."""
     scratch = scratch if scratch is not None else _FreshBuffers()
     n, channels = x.shape[0], x.shape[1]
-    count = balanced_digit_count(x_bound)
-    x_digits = _input_digits(x.permute(0, 2, 3, 1), shift, count, scratch)
-    pad_digits = [int(d) for d in balanced_digits(torch.tensor([-shift], dtype=torch.int64), count)]
+    x_count, w_count = balanced_digit_count(x_bound), len(weight_digits)
+    x_digits = _input_digits(x.permute(0, 2, 3, 1), shift, x_count, scratch)
+    pad_digits = [int(d) for d in balanced_digits(torch.tensor([-shift], dtype=torch.int64), x_count)]
     height, width = window_out(x.shape[2], kernel, stride, padding), window_out(x.shape[3], kernel, stride, padding)
-    patch_shape = (n * height * width, kernel * kernel * padded_channels(channels))
+    rows, patch = n * height * width, kernel * kernel * padded_channels(channels)
+    patches = scratch.take("patches", (rows, x_count, patch), torch.int8)  # p_0 .. p_(n-1) side by side
+    for i, digit in enumerate(x_digits):
+        _patch_matrix(digit, kernel, stride, padding, pad_digits[i], patches[:, i])
     columns = weight_digits[0].shape[1]
-    side_by_side = torch.cat([digit.t() for digit in weight_digits]).t()  # (k, digits * O'), column-major
-    acc = scratch.take("accumulator", (patch_shape[0], columns), accumulate)
-    for i in reversed(range(count)):  # Horner over x's digits: acc = acc * 256 + p_i @ w
-        patch = _patch_matrix(x_digits[i], kernel, stride, padding, pad_digits[i],
-                              scratch.take("patch", patch_shape, torch.int8))
-        digit_times_weight = _times_whole_weight(patch, side_by_side, len(weight_digits), columns,
-                                                 scratch.take("products", (patch_shape[0], side_by_side.shape[1]), torch.int32))
-        if i == count - 1:
-            acc.copy_(digit_times_weight)
-        else:
-            if digit_times_weight.dtype != accumulate:  # widened first: a mixed-dtype add is ~4x slower
-                digit_times_weight = scratch.take("widened", tuple(acc.shape), accumulate).copy_(digit_times_weight)
-            torch.add(digit_times_weight, acc, alpha=256, out=acc)
+    stacked = torch.cat([digit.t() for digit in reversed(weight_digits)], dim=1).t()  # w_(m-1) .. w_0, column-major
+    acc = None
+    for k in reversed(range(x_count + w_count - 1)):  # Horner over k: acc = acc * 256 + A_k
+        low, high = max(0, k - w_count + 1), min(k, x_count - 1)  # the x digits i paired with w_(k - i)
+        first_weight = w_count - 1 - (k - low)  # w_(k - low)'s block in ``stacked``
+        term = scratch.take("term" if acc is None else "products", (rows, columns), torch.int32)
+        torch._int_mm(patches[:, low:high + 1].reshape(rows, -1),
+                      stacked[first_weight * patch:(first_weight + high - low + 1) * patch], out=term)  # exact: int8_conv_is_exact
+        if acc is None:
+            acc = term if accumulate == torch.int32 else scratch.take("accumulator", (rows, columns), accumulate).copy_(term)
+            continue
+        if term.dtype != accumulate:  # widened first: a mixed-dtype add is ~4x slower
+            term = scratch.take("widened", (rows, columns), accumulate).copy_(term)
+        torch.add(term, acc, alpha=256, out=acc)
     return acc.view(n, height, width, columns)[..., :out_channels]
 
 
@@ -238,14 +251,3 @@ def _input_digits(x_nhwc: torch.Tensor, shift: int, count: int, scratch: Scratch
         if i < count - 1:
             rest.add_(128).bitwise_right_shift_(DIGIT_BITS)
     return digits
-
-
-def _times_whole_weight(patch: torch.Tensor, side_by_side: torch.Tensor, weight_digits: int, columns: int,
-                        products: torch.Tensor) -> torch.Tensor:
-    """patch @ w in int32 (a view into ``products``, (rows, columns)) from one int8 GEMM against the weight's
-    digit matrices side by side: block j holds patch @ w_j, summed as block_top * 256 + ... + block_0."""
-    torch._int_mm(patch, side_by_side, out=products)  # exact by int8_conv_is_exact
-    total = products[:, (weight_digits - 1) * columns:]
-    for j in reversed(range(weight_digits - 1)):
-        torch.add(products[:, j * columns:(j + 1) * columns], total, alpha=256, out=total)
-    return total

@@ -366,7 +366,7 @@ def _accumulator_nhwc(node, fx, x: np.ndarray, x_extremes: tuple[int, int]) -> t
     if rows >= exact.INT_MM_MIN_ROWS and exact.int8_conv_is_exact(x_bound, max_abs(weight), patch_size):
         x_tensor = torch.from_numpy(x.astype(np.int64, copy=False))
         shift, shifted_bound = _input_shift(x_extremes)
-        int32 = exact.int32_accumulation_is_exact(shifted_bound, int(np.max(_weight_abs_sums(node))))
+        int32 = exact.int32_accumulation_is_exact(shifted_bound, max_abs(weight), int(np.max(_weight_abs_sums(node))), patch_size)
         acc = exact.conv2d_int8(x_tensor, shifted_bound, _weight_digits(node), out_channels, kernel, padding, stride,
                                 shift=shift, scratch=_scratch(), accumulate=torch.int32 if int32 else torch.int64)
         return acc, offset + shift * np.sum(weight.astype(np.int64), axis=(1, 2, 3))
