@@ -447,8 +447,9 @@ def _ref_fixed_int64(schedule, node, fx, trace, x: np.ndarray, x_extremes: tuple
     f = fx.frac_bits
     acc, offset = _accumulator_nhwc(node, fx, x, x_extremes)
     channel = _channel_extremes(acc) if acc.dtype == torch.int32 else None
-    if channel is None:  # int64: the offset added, then measured
-        acc, offset = _scratch().take("offset", tuple(acc.shape), torch.int64).copy_(acc).add_(torch.from_numpy(offset)), 0 * offset
+    if channel is None:  # an int64 accumulator: the offset added to a copy, the extremes measured
+        acc = _scratch().take("offset", tuple(acc.shape), torch.int64).copy_(acc).add_(torch.from_numpy(offset))
+        offset = np.zeros_like(offset)
         extremes = _extremes(acc)
     else:
         extremes = _affine_extremes(channel, np.ones_like(offset), offset)
