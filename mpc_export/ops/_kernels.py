@@ -9,11 +9,16 @@ import torch.nn.functional as F
 
 def conv2d_float(x, weight, bias, stride, padding):
     """Float NCHW convolution of x by an OIHW numpy weight, computed in the weight's dtype (float64 or
-    float32: x and the bias are cast to it)."""
+    float32: x and the bias are cast to it). The result is an NCHW array over channels-last (NHWC) memory:
+    PyTorch's CPU convolutions and pools run several times faster in that layout (a 2x2 average pool 6x),
+    and the next convolution reads it as it is."""
     dtype = weight.dtype
+    x = np.asarray(x, dtype=dtype)
+    if any(step < 0 for step in x.strides):  # torch.from_numpy takes positive strides only
+        x = np.ascontiguousarray(x)
     out = F.conv2d(
-        torch.from_numpy(np.ascontiguousarray(x, dtype=dtype)),
-        torch.from_numpy(weight),
+        torch.from_numpy(x),
+        torch.from_numpy(weight).contiguous(memory_format=torch.channels_last),
         None if bias is None else torch.from_numpy(np.asarray(bias, dtype=dtype)),
         stride=stride,
         padding=padding,

@@ -20,6 +20,15 @@ def _abs_difference(a: torch.Tensor, b: torch.Tensor, scratch: torch.Tensor) -> 
     return float(scratch.max()), float(scratch.sum())
 
 
+def _memory_order(values: np.ndarray) -> tuple[int, ...]:
+    """The permutation that reads ``values`` in memory order: NCHW -> NHWC for an NCHW array over
+    channels-last memory (the reference's and PyTorch's layer outputs), else the identity. The per-layer
+    statistics (max, sum) do not depend on the order."""
+    if values.ndim == 4 and np.transpose(values, (0, 2, 3, 1)).flags["C_CONTIGUOUS"]:
+        return (0, 2, 3, 1)
+    return tuple(range(values.ndim))
+
+
 def _peak(values: torch.Tensor) -> float:
     """Largest |value| of a float tensor (0 when empty)."""
     if values.numel() == 0:
@@ -57,8 +66,10 @@ class LayerTable:
         same images, any float dtype), x_real the real inputs."""
         for node in self.graph.nodes:
             s = self.stats[node.name]
-            ref = self._decoded(fixed[node.name])
-            flt = self._float64("float", x_real if node.op == "input" else torch_out[node.name], ref.shape)
+            values = fixed[node.name]
+            order = _memory_order(values)
+            ref = self._decoded(values, order)
+            flt = self._float64("float", x_real if node.op == "input" else torch_out[node.name], values.shape, order)
             scratch = self._scratch("difference", ref.shape)
             err_max, err_sum = _abs_difference(ref, flt, scratch)
             s.max_abs_err = max(s.max_abs_err, err_max)
@@ -66,24 +77,28 @@ class LayerTable:
             s.count += ref.numel()
             s.peak = max(s.peak, _peak(flt))
             if onnx_out is not None and node.name in onnx_out:
-                onnx = self._float64("onnx", onnx_out[node.name], ref.shape)
+                onnx = self._float64("onnx", onnx_out[node.name], values.shape, order)
                 s.onnx_max_abs_err = max(s.onnx_max_abs_err or 0.0, _abs_difference(ref, onnx, scratch)[0])
                 s.onnx_vs_torch = max(s.onnx_vs_torch or 0.0, _abs_difference(onnx, flt, scratch)[0])
 
-    def _decoded(self, values: np.ndarray) -> torch.Tensor:
-        """values / 2^F as a float64 tensor (fixedpoint.decode), C-contiguous whatever the layout of
-        ``values``; int64 values are decoded into a kept work tensor (valid until the next layer's)."""
+    def _decoded(self, values: np.ndarray, order: tuple[int, ...]) -> torch.Tensor:
+        """values / 2^F as a float64 tensor (fixedpoint.decode), its dimensions permuted by ``order``
+        (_memory_order) and C-contiguous; int64 values are decoded into a kept work tensor (valid until the
+        next layer's)."""
         if values.dtype != np.int64:
-            return torch.from_numpy(np.ascontiguousarray(decode(values, self.fx.frac_bits)))
-        out = self._scratch("decoded", values.shape)
-        out.copy_(torch.from_numpy(values))  # exact: every value < 2^53
+            return torch.from_numpy(np.ascontiguousarray(decode(values, self.fx.frac_bits).transpose(order)))
+        source = torch.from_numpy(values).permute(order)
+        out = self._scratch("decoded", tuple(source.shape))
+        out.copy_(source)  # exact: every value < 2^53
         return out.mul_(2.0**-self.fx.frac_bits)  # equal to decode: both scale by a power of two
 
-    def _float64(self, purpose: str, values: np.ndarray, shape: tuple) -> torch.Tensor:
-        """``values`` (any float dtype, any layout, ``shape``'s size) as a float64 tensor of ``shape`` in a
-        kept work tensor: the differences then run on one dtype (a mixed-dtype subtraction is ~3x slower)."""
-        out = self._scratch(purpose, shape)
-        out.copy_(torch.from_numpy(np.asarray(values)).reshape(shape))
+    def _float64(self, purpose: str, values: np.ndarray, shape: tuple, order: tuple[int, ...]) -> torch.Tensor:
+        """``values`` (any float dtype, any layout, the size of ``shape``, the reference's logical shape) as a
+        float64 tensor of that shape permuted by ``order``, in a kept work tensor: the differences then run on
+        one dtype (a mixed-dtype subtraction is ~3x slower), reading both operands in memory order."""
+        source = torch.from_numpy(np.asarray(values)).reshape(shape).permute(order)
+        out = self._scratch(purpose, tuple(source.shape))
+        out.copy_(source)
         return out
 
     def _scratch(self, purpose: str, shape: tuple) -> torch.Tensor:
