@@ -73,7 +73,7 @@ def linear(x: np.ndarray, weight: np.ndarray) -> np.ndarray:
 # p_i and the weight's digits w_j, the convolution is sum_k 256^k A_k with A_k = sum_(i + j = k) p_i @ w_j.
 # Each A_k is one int8 GEMM: the patches p_i of the pairs side by side (one buffer holds every p_i in
 # order) against the weight digits w_(k - i) stacked (one matrix holds them in reverse order), so the
-# GEMM itself adds the pairs, in int32: |A_k| <= pairs * 128 * 128 * k. Horner over k recombines them,
+# GEMM itself adds the pairs, in int32: |A_k| <= pairs * 128 * 128 * patch size. Horner over k recombines them,
 # in int32 where a bound from |x| and sum |w_o| proves it holds, else in int64.
 
 DIGIT_BITS = 8
@@ -91,15 +91,21 @@ def balanced_digit_count(bound: int) -> int:
     return count
 
 
-def balanced_digits(values: torch.Tensor, count: int) -> list[torch.Tensor]:
-    """int8 digits d_0 .. d_(count-1) in [-128, 127] with values = sum_i d_i * 256^i (same shape and
-    layout as ``values``, an int64 tensor with every |v| <= the bound that gave ``count``)."""
+def balanced_digits(values: torch.Tensor, count: int, shift: int = 0,
+                    scratch: ScratchBuffers | None = None) -> list[torch.Tensor]:
+    """int8 digits d_0 .. d_(count-1) in [-128, 127] with values - shift = sum_i d_i * 256^i, each a
+    C-contiguous tensor of the shape of ``values`` (an int64 tensor, any layout, with every |v - shift| <=
+    the bound that gave ``count``). With ``scratch`` the work tensor and the digits live in its buffers,
+    valid until the next call with the same scratch; without, every call allocates afresh."""
+    scratch = scratch if scratch is not None else _FreshBuffers()
+    rest = scratch.take("shifted", tuple(values.shape), torch.int64)
+    torch.sub(values, shift, out=rest)
     digits = []
-    rest = values
-    for _ in range(count - 1):
-        digits.append(rest.to(torch.int8))  # the cast keeps the low 8 bits, two's complement: v mod 256 in [-128, 127]
-        rest = (rest + 128).bitwise_right_shift_(DIGIT_BITS)  # (v - d) / 256, as v + 128 = (d + 128) + 256 * rest
-    digits.append(rest.to(torch.int8))
+    for i in range(count):
+        digit = scratch.take(f"digit {i}", tuple(values.shape), torch.int8)
+        digits.append(digit.copy_(rest))  # the cast keeps the low 8 bits, two's complement: v mod 256 in [-128, 127]
+        if i < count - 1:
+            rest.add_(128).bitwise_right_shift_(DIGIT_BITS)  # (v - d) / 256, as v + 128 = (d + 128) + 256 * rest
     return digits
 
 
@@ -107,9 +113,11 @@ def _round_up(value: int, multiple: int) -> int:
     return -(-value // multiple) * multiple
 
 
-def _digit_pairs(x_bound: int, weight_bound: int) -> int:
-    """The most (x digit, weight digit) pairs whose digit positions add up to the same k."""
-    return min(balanced_digit_count(x_bound), balanced_digit_count(weight_bound))
+def _term_bound(x_bound: int, weight_bound: int, patch_size: int) -> int:
+    """A bound on each int8 GEMM term A_k of conv2d_int8: at most min(digits of x, digits of w) pairs of
+    digits share a position k, each pair contributing patch_size products of at most 128 * 128."""
+    pairs = min(balanced_digit_count(x_bound), balanced_digit_count(weight_bound))
+    return pairs * 128 * 128 * patch_size
 
 
 def int8_conv_is_exact(x_bound: int, weight_bound: int, patch_size: int) -> bool:
@@ -118,9 +126,8 @@ def int8_conv_is_exact(x_bound: int, weight_bound: int, patch_size: int) -> bool
     of two digits, each at most 128 * 128) stays below 2^31, and the Horner recombination in int64 (every
     value below 256^(digits of x + digits of w) * patch_size) below 2^63."""
     x_digits, w_digits = balanced_digit_count(x_bound), balanced_digit_count(weight_bound)
-    term_bound = _digit_pairs(x_bound, weight_bound) * 128 * 128 * patch_size
     recombined_bound = 2 ** (DIGIT_BITS * (x_digits + w_digits)) * patch_size
-    return term_bound < INT32_LIMIT and recombined_bound < INT64_LIMIT
+    return _term_bound(x_bound, weight_bound, patch_size) < INT32_LIMIT and recombined_bound < INT64_LIMIT
 
 
 def int32_accumulation_is_exact(x_bound: int, weight_bound: int, weight_abs_sum: int, patch_size: int) -> bool:
@@ -129,8 +136,7 @@ def int32_accumulation_is_exact(x_bound: int, weight_bound: int, weight_abs_sum:
     after the terms k and up is H_k = (x @ w - L_k) / 256^k, L_k = sum_(k' < k) 256^k' A_k', and a step
     computes 256 * H_k before adding A_(k-1); with |A_k| <= T = pairs * 128 * 128 * patch_size,
     |L_k| <= T * 256^k / 255, so every value stays within x_bound * weight_abs_sum + 2 * T < 2^31."""
-    term_bound = _digit_pairs(x_bound, weight_bound) * 128 * 128 * patch_size
-    return x_bound * weight_abs_sum + 2 * term_bound < INT32_LIMIT
+    return x_bound * weight_abs_sum + 2 * _term_bound(x_bound, weight_bound, patch_size) < INT32_LIMIT
 
 
 def padded_channels(channels: int) -> int:
@@ -214,7 +220,7 @@ def conv2d_int8(x: torch.Tensor, x_bound: int, weight_digits: list[torch.Tensor]
     scratch = scratch if scratch is not None else _FreshBuffers()
     n, channels = x.shape[0], x.shape[1]
     x_count, w_count = balanced_digit_count(x_bound), len(weight_digits)
-    x_digits = _input_digits(x.permute(0, 2, 3, 1), shift, x_count, scratch)
+    x_digits = balanced_digits(x.permute(0, 2, 3, 1), x_count, shift, scratch)  # NHWC
     pad_digits = [int(d) for d in balanced_digits(torch.tensor([-shift], dtype=torch.int64), x_count)]
     height, width = window_out(x.shape[2], kernel, stride, padding), window_out(x.shape[3], kernel, stride, padding)
     rows, patch = n * height * width, kernel * kernel * padded_channels(channels)
@@ -237,17 +243,3 @@ def conv2d_int8(x: torch.Tensor, x_bound: int, weight_digits: list[torch.Tensor]
             term = scratch.take("widened", (rows, columns), accumulate).copy_(term)
         torch.add(term, acc, alpha=256, out=acc)
     return acc.view(n, height, width, columns)[..., :out_channels]
-
-
-def _input_digits(x_nhwc: torch.Tensor, shift: int, count: int, scratch: ScratchBuffers) -> list[torch.Tensor]:
-    """balanced_digits of x - shift (logical NHWC int64), computed in ``scratch``'s buffers: the digits are
-    contiguous NHWC int8 tensors valid until the next call with the same scratch."""
-    rest = scratch.take("shifted", tuple(x_nhwc.shape), torch.int64)
-    torch.sub(x_nhwc, shift, out=rest)
-    digits = []
-    for i in range(count):
-        digit = scratch.take(f"digit {i}", tuple(x_nhwc.shape), torch.int8)
-        digits.append(digit.copy_(rest))  # the low 8 bits, two's complement, as balanced_digits
-        if i < count - 1:
-            rest.add_(128).bitwise_right_shift_(DIGIT_BITS)
-    return digits
