@@ -13,6 +13,7 @@ import torch
 import torch.nn.functional as F
 
 from ..fixedpoint import FLOAT64_EXACT_BITS, fits_int64, max_abs
+from . import _compiled
 from ._kernels import window_out
 
 
@@ -73,8 +74,8 @@ def linear(x: np.ndarray, weight: np.ndarray) -> np.ndarray:
 # p_i and the weight's digits w_j, the convolution is sum_k 256^k A_k with A_k = sum_(i + j = k) p_i @ w_j.
 # Each A_k is one int8 GEMM: the patches p_i of the pairs side by side (one buffer holds every p_i in
 # order) against the weight digits w_(k - i) stacked (one matrix holds them in reverse order), so the
-# GEMM itself adds the pairs, in int32: |A_k| <= pairs * 128 * 128 * patch size. Horner over k recombines them,
-# in int32 where a bound from |x| and sum |w_o| proves it holds, else in int64.
+# GEMM itself adds the pairs, in int32: |A_k| <= pairs * 128 * 128 * patch size. The caller recombines
+# the terms in int64 (_compiled.conv_tail), fused with what follows the convolution.
 
 DIGIT_BITS = 8
 INT32_LIMIT = 2**31
@@ -91,19 +92,13 @@ def balanced_digit_count(bound: int) -> int:
     return count
 
 
-def balanced_digits(values: torch.Tensor, count: int, shift: int = 0,
-                    scratch: ScratchBuffers | None = None) -> list[torch.Tensor]:
-    """int8 digits d_0 .. d_(count-1) in [-128, 127] with values - shift = sum_i d_i * 256^i, each a
-    C-contiguous tensor of the shape of ``values`` (an int64 tensor, any layout, with every |v - shift| <=
-    the bound that gave ``count``). With ``scratch`` the work tensor and the digits live in its buffers,
-    valid until the next call with the same scratch; without, every call allocates afresh."""
-    scratch = scratch if scratch is not None else _FreshBuffers()
-    rest = scratch.take("shifted", tuple(values.shape), torch.int64)
-    torch.sub(values, shift, out=rest)
+def balanced_digits(values: torch.Tensor, count: int) -> list[torch.Tensor]:
+    """int8 digits d_0 .. d_(count-1) in [-128, 127] with values = sum_i d_i * 256^i, each a C-contiguous
+    tensor of the shape of ``values`` (an int64 tensor with every |v| <= the bound that gave ``count``)."""
+    rest = values.clone(memory_format=torch.contiguous_format)
     digits = []
     for i in range(count):
-        digit = scratch.take(f"digit {i}", tuple(values.shape), torch.int8)
-        digits.append(digit.copy_(rest))  # the cast keeps the low 8 bits, two's complement: v mod 256 in [-128, 127]
+        digits.append(rest.to(torch.int8))  # the cast keeps the low 8 bits, two's complement: v mod 256 in [-128, 127]
         if i < count - 1:
             rest.add_(128).bitwise_right_shift_(DIGIT_BITS)  # (v - d) / 256, as v + 128 = (d + 128) + 256 * rest
     return digits
@@ -128,15 +123,6 @@ def int8_conv_is_exact(x_bound: int, weight_bound: int, patch_size: int) -> bool
     x_digits, w_digits = balanced_digit_count(x_bound), balanced_digit_count(weight_bound)
     recombined_bound = 2 ** (DIGIT_BITS * (x_digits + w_digits)) * patch_size
     return _term_bound(x_bound, weight_bound, patch_size) < INT32_LIMIT and recombined_bound < INT64_LIMIT
-
-
-def int32_accumulation_is_exact(x_bound: int, weight_bound: int, weight_abs_sum: int, patch_size: int) -> bool:
-    """Whether conv2d_int8 may accumulate in int32 (accumulate=torch.int32) for |x| <= x_bound, |w| <=
-    weight_bound, max_o sum |w_o| <= weight_abs_sum and patch_size products per output. The Horner value
-    after the terms k and up is H_k = (x @ w - L_k) / 256^k, L_k = sum_(k' < k) 256^k' A_k', and a step
-    computes 256 * H_k before adding A_(k-1); with |A_k| <= T = pairs * 128 * 128 * patch_size,
-    |L_k| <= T * 256^k / 255, so every value stays within x_bound * weight_abs_sum + 2 * T < 2^31."""
-    return x_bound * weight_abs_sum + 2 * _term_bound(x_bound, weight_bound, patch_size) < INT32_LIMIT
 
 
 def padded_channels(channels: int) -> int:
@@ -188,58 +174,45 @@ def centre(low: int, high: int) -> tuple[int, int]:
     return c, max(high - c, c - low)
 
 
-def _patch_matrix(x_digit: torch.Tensor, kernel: int, stride: int, padding: int, pad_digit: int,
-                  out: torch.Tensor) -> torch.Tensor:
-    """im2col of one int8 digit of x (logical NHWC, any memory layout) into ``out`` (N * Ho * Wo,
-    kernel^2 * C'), columns ordered (kh, kw, c), channels padded to C' = padded_channels(C). The spatial
-    padding holds ``pad_digit`` (the digit of the padding value); the padded channels too, which meet
-    only zero weights."""
-    c = x_digit.shape[3]
-    padded = F.pad(x_digit, (0, padded_channels(c) - c, padding, padding, padding, padding), value=pad_digit).contiguous()
-    n, hp, wp, cp = padded.shape
+def _patch_matrix(planes: torch.Tensor, kernel: int, stride: int, out: torch.Tensor) -> None:
+    """im2col of the digit planes (N, digits, Hp, Wp, C') into ``out`` (N * Ho * Wo, digits, kernel^2 * C'),
+    columns ordered (kh, kw, c): a window row's kernel taps are kernel * C' consecutive bytes of a plane."""
+    n, digits, hp, wp, cp = planes.shape
     ho, wo = (hp - kernel) // stride + 1, (wp - kernel) // stride + 1
-    sn, sh, sw, sc = padded.stride()
-    patches = padded.as_strided((n, ho, wo, kernel, kernel, cp), (sn, stride * sh, stride * sw, sh, sw, sc))
-    out.view(n, ho, wo, kernel, kernel, cp).copy_(patches)
-    return out
+    s_image, s_digit, s_row = planes.stride()[:3]
+    windows = planes.as_strided((n, ho, wo, digits, kernel, kernel * cp), (s_image, stride * s_row, stride * cp, s_digit, s_row, 1))
+    out.view(n, ho, wo, digits, kernel, kernel * cp).copy_(windows)
 
 
-def conv2d_int8(x: torch.Tensor, x_bound: int, weight_digits: list[torch.Tensor], out_channels: int, kernel: int,
-                padding: int, stride: int = 1, shift: int = 0, scratch: ScratchBuffers | None = None,
-                accumulate: torch.dtype = torch.int64) -> torch.Tensor:
-    """Exact sum(w * (x - shift)) over every window as an ``accumulate`` tensor (int64, or int32 where
-    int32_accumulation_is_exact holds), logical NHWC (N, Ho, Wo, O), from an
-    integer NCHW int64 x (any memory layout) with every |x - shift| <= x_bound and |shift| <= x_bound (the
-    padding's shifted value -shift is written in the same digits), and the weight's digit
-    matrices (weight_digit_matrices). The zero padding of x counts as x = 0 (it reads -shift), so the
-    caller adds shift * sum(w_o) per output channel to get sum(w * x). The caller checks
-    int8_conv_is_exact(x_bound, ...) and that N * Ho * Wo > 16 beforehand.
+def conv2d_int8(x: np.ndarray, x_bound: int, weight_digits: list[torch.Tensor], kernel: int, padding: int,
+                stride: int = 1, shift: int = 0, scratch: ScratchBuffers | None = None) -> torch.Tensor:
+    """The int8 GEMM terms A_k of sum(w * (x - shift)) over every window: an int32 tensor (K, N * Ho * Wo, O')
+    with sum_k 256^k A_k[:, o] the convolution's output channel o, rows in NHW order, O' the weight's
+    columns (output channels rounded up to 8, the extra ones zero). x: integer NCHW int64 array (any memory
+    layout; NHWC memory is read in place) with every |x - shift| <= x_bound and |shift| <= x_bound (the
+    padding's shifted value -shift is written in the same digits); the weight as weight_digit_matrices. The
+    zero padding of x counts as x = 0 (it reads -shift), so the caller adds shift * sum(w_o) per output
+    channel to get sum(w * x). The caller checks int8_conv_is_exact(x_bound, ...) and that N * Ho * Wo > 16.
 
-    With ``scratch`` the work tensors and the result live in its buffers (the result is valid until the
-    next call with the same scratch); without, every call allocates afresh."""
+    With ``scratch`` the work tensors and the result live in its buffers (valid until the next call with
+    the same scratch); without, every call allocates afresh."""
     scratch = scratch if scratch is not None else _FreshBuffers()
-    n, channels = x.shape[0], x.shape[1]
+    n, channels, height, width = x.shape
     x_count, w_count = balanced_digit_count(x_bound), len(weight_digits)
-    x_digits = balanced_digits(x.permute(0, 2, 3, 1), x_count, shift, scratch)  # NHWC
-    pad_digits = [int(d) for d in balanced_digits(torch.tensor([-shift], dtype=torch.int64), x_count)]
-    height, width = window_out(x.shape[2], kernel, stride, padding), window_out(x.shape[3], kernel, stride, padding)
-    rows, patch = n * height * width, kernel * kernel * padded_channels(channels)
+    pad_digits = np.array([int(d) for d in balanced_digits(torch.tensor([-shift], dtype=torch.int64), x_count)], dtype=np.int64)
+    planes = scratch.take("digit planes", (n, x_count, height + 2 * padding, width + 2 * padding, padded_channels(channels)), torch.int8)
+    nhwc = np.ascontiguousarray(x.transpose(0, 2, 3, 1), dtype=np.int64)
+    _compiled.over_images(_compiled.digit_planes, n, nhwc, shift, padding, pad_digits, planes.numpy())
+    rows = n * window_out(height, kernel, stride, padding) * window_out(width, kernel, stride, padding)
+    patch = kernel * kernel * padded_channels(channels)
     patches = scratch.take("patches", (rows, x_count, patch), torch.int8)  # p_0 .. p_(n-1) side by side
-    for i, digit in enumerate(x_digits):
-        _patch_matrix(digit, kernel, stride, padding, pad_digits[i], patches[:, i])
+    _patch_matrix(planes, kernel, stride, patches)
     columns = weight_digits[0].shape[1]
     stacked = torch.cat([digit.t() for digit in reversed(weight_digits)], dim=1).t()  # w_(m-1) .. w_0, column-major
-    acc = None
-    for k in reversed(range(x_count + w_count - 1)):  # Horner over k: acc = acc * 256 + A_k
+    terms = scratch.take("terms", (x_count + w_count - 1, rows, columns), torch.int32)
+    for k in range(len(terms)):
         low, high = max(0, k - w_count + 1), min(k, x_count - 1)  # the x digits i paired with w_(k - i)
         first_weight = w_count - 1 - (k - low)  # w_(k - low)'s block in ``stacked``
-        term = scratch.take("term" if acc is None else "products", (rows, columns), torch.int32)
         torch._int_mm(patches[:, low:high + 1].reshape(rows, -1),
-                      stacked[first_weight * patch:(first_weight + high - low + 1) * patch], out=term)  # exact: int8_conv_is_exact
-        if acc is None:
-            acc = term if accumulate == torch.int32 else scratch.take("accumulator", (rows, columns), accumulate).copy_(term)
-            continue
-        if term.dtype != accumulate:  # widened first: a mixed-dtype add is ~4x slower
-            term = scratch.take("widened", (rows, columns), accumulate).copy_(term)
-        torch.add(term, acc, alpha=256, out=acc)
-    return acc.view(n, height, width, columns)[..., :out_channels]
+                      stacked[first_weight * patch:(first_weight + high - low + 1) * patch], out=terms[k])  # exact: int8_conv_is_exact
+    return terms

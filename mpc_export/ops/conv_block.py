@@ -24,6 +24,7 @@ import torch
 import torch.nn.functional as F
 
 from ..fixedpoint import fits_int64, max_abs, to_exact
+from . import _compiled
 from . import _exact as exact
 from ._kernels import conv2d_float, pool2x2_max, pool2x2_sum, window_out
 from .base import Op
@@ -90,18 +91,21 @@ class ConvBlock(Op):
 
     @classmethod
     def ref_fixed(cls, node, fx, trace, x):
-        """The schedule in the module docstring, exact: in int64 (torch, int8 GEMMs for the convolution when
-        their bound holds) when a bound from the weights and the actual input proves every intermediate
-        < 2^62, else with Python ints. Returns NCHW integers at scale 2^F."""
+        """The schedule in the module docstring, exact: in int64 (int8 GEMMs for the convolution when their
+        bound holds, then one compiled pass per image) when a bound from the weights and the actual input
+        proves every intermediate < 2^62 and every truncation is a floor, else with Python ints (also where
+        the trace simulates TruncPr). Returns NCHW integers at scale 2^F."""
         q, a = node.qparams, node.attrs
         f = fx.frac_bits
         x_extremes = _extremes(torch.from_numpy(x)) if x.dtype == np.int64 else None
         x_bound = max(-x_extremes[0], x_extremes[1]) if x_extremes else max_abs(x)
         acc_bound = x_bound * int(np.max(_weight_abs_sums(node))) + max_abs(q["bias"]) * 2**f
         bound = acc_bound * max_abs(q["new_gamma"]) + max_abs(q["new_beta"]) * 2 ** (2 * f) if a.get("affine", True) else acc_bound
-        if fits_int64(max(acc_bound, bound)):
-            return _ref_fixed_int64(cls.schedule(node, fx), node, fx, trace, x, x_extremes or (-x_bound, x_bound))
-        return _ref_fixed_python_ints(cls.schedule(node, fx), node, fx, trace, x, bound)
+        schedule = cls.schedule(node, fx)
+        floors = trace.rng is None or all(step.exact for step in schedule.steps if isinstance(step, Truncation))  # no simulated TruncPr
+        if fits_int64(max(acc_bound, bound)) and floors:
+            return _ref_fixed_int64(schedule, node, fx, trace, x, x_extremes or (-x_bound, x_bound))
+        return _ref_fixed_python_ints(schedule, node, fx, trace, x, bound)
 
     @classmethod
     def winograd(cls, node, fx) -> bool:
@@ -348,47 +352,34 @@ def _input_shift(x_extremes: tuple[int, int]) -> tuple[int, int]:
     return 0, x_bound
 
 
-def _accumulator_nhwc(node, fx, x: np.ndarray, x_extremes: tuple[int, int]) -> tuple[torch.Tensor, np.ndarray]:
-    """(acc, offset): the accumulator sum(w * x) + bias * 2^F (scale 2^2F) is acc + offset[o], acc a logical
-    NHWC integer tensor (any memory layout; it may live in this thread's scratch buffers until the next
-    call) and offset an int64 vector per output channel, from NCHW integer x (any memory layout) with
-    (min, max) = x_extremes; the caller has proven every value < 2^62. int8 GEMMs when their bound holds
-    (exact.int8_conv_is_exact, on x shifted to its centre when that saves a digit: the shift comes back as
-    shift * sum(w_o) in the offset; acc in int32 where exact.int32_accumulation_is_exact proves it holds)
-    and the batch is big enough for torch._int_mm, else the float64 / limb convolution of _exact (int64)."""
+def _accumulator_terms(node, fx, x: np.ndarray, x_extremes: tuple[int, int]) -> tuple[tuple, np.ndarray]:
+    """(terms, offset): the accumulator sum(w * x) + bias * 2^F (scale 2^2F) of output channel o at row r
+    (rows N * Ho * Wo in NHW order) is sum_k terms[k][r, o] * 256^k + offset[o], from NCHW integer x (any
+    memory layout) with (min, max) = x_extremes; the caller has proven every value < 2^62. terms are the
+    int8 GEMMs' int32 terms (exact.conv2d_int8, living in this thread's scratch buffers until the next
+    call) when their bound holds (exact.int8_conv_is_exact, on x shifted to its centre when that saves a
+    digit: the shift comes back as shift * sum(w_o) in the offset) and the batch is big enough for
+    torch._int_mm, else one int64 term from the float64 / limb convolution of _exact."""
     weight, a = node.qparams["weight"], node.attrs
     out_channels, channels, kernel, _ = weight.shape
     stride, padding = a.get("stride", 1), _padding(node)
     rows = x.shape[0] * window_out(x.shape[2], kernel, stride, padding) * window_out(x.shape[3], kernel, stride, padding)
     patch_size = kernel * kernel * exact.padded_channels(channels)
-    x_bound = max(-x_extremes[0], x_extremes[1])
     offset = node.qparams["bias"].astype(np.int64) * 2**fx.frac_bits  # per output channel, scale 2^2F
-    if rows >= exact.INT_MM_MIN_ROWS and exact.int8_conv_is_exact(x_bound, max_abs(weight), patch_size):
-        x_tensor = torch.from_numpy(x.astype(np.int64, copy=False))
+    if rows >= exact.INT_MM_MIN_ROWS and exact.int8_conv_is_exact(max(-x_extremes[0], x_extremes[1]), max_abs(weight), patch_size):
         shift, shifted_bound = _input_shift(x_extremes)
-        int32 = exact.int32_accumulation_is_exact(shifted_bound, max_abs(weight), int(np.max(_weight_abs_sums(node))), patch_size)
-        acc = exact.conv2d_int8(x_tensor, shifted_bound, _weight_digits(node), out_channels, kernel, padding, stride,
-                                shift=shift, scratch=_scratch(), accumulate=torch.int32 if int32 else torch.int64)
-        return acc, offset + shift * np.sum(weight.astype(np.int64), axis=(1, 2, 3))
-    acc = exact.conv2d(x, weight, padding=padding, stride=stride).astype(np.int64)
-    return torch.from_numpy(acc).permute(0, 2, 3, 1), offset
+        terms = exact.conv2d_int8(x, shifted_bound, _weight_digits(node), kernel, padding, stride, shift=shift, scratch=_scratch())
+        return tuple(term.numpy() for term in terms), offset + shift * np.sum(weight.astype(np.int64), axis=(1, 2, 3))
+    acc = exact.conv2d(x, weight, padding=padding, stride=stride).astype(np.int64)  # NCHW
+    return (np.ascontiguousarray(acc.transpose(0, 2, 3, 1)).reshape(rows, out_channels),), offset
 
 
-def _channel_extremes(values: torch.Tensor) -> tuple[np.ndarray, np.ndarray] | None:
-    """Per channel (min, max) of a logical NHWC int32 tensor, as int64 vectors (one reduction each: an
-    int32 column reduction is fast where int64's is not); None when it is empty."""
-    if values.numel() == 0:
-        return None
-    flat = values.reshape(-1, values.shape[-1])
-    return torch.amin(flat, dim=0).numpy().astype(np.int64), torch.amax(flat, dim=0).numpy().astype(np.int64)
-
-
-def _affine_extremes(channel: tuple[np.ndarray, np.ndarray], scale: np.ndarray, offset: np.ndarray) -> tuple[int, int]:
-    """(min, max) over channels of v * scale[o] + offset[o] for v in channel o's [low, high]: a monotone map
-    per channel takes its extremes to the ends of the image (exact, Python ints)."""
-    low, high = channel
-    ends = [int(a) * int(g) + int(b) for lo, hi, g, b in zip(low, high, scale, offset) for a in (lo, hi)]
-    return min(ends), max(ends)
+def _affine_extremes(low: np.ndarray, high: np.ndarray, scale: np.ndarray, offset: np.ndarray) -> tuple[int, int] | None:
+    """(min, max) over channels of v * scale[o] + offset[o] for v in channel o's [low[o], high[o]]: a
+    monotone map per channel takes its extremes to the ends of the image (exact, Python ints); None when
+    no value was seen (low > high)."""
+    ends = [int(a) * int(g) + int(b) for lo, hi, g, b in zip(low, high, scale, offset) if lo <= hi for a in (lo, hi)]
+    return (min(ends), max(ends)) if ends else None
 
 
 def _extremes(values: torch.Tensor) -> tuple[int, int] | None:
@@ -406,76 +397,37 @@ def _record_extremes(trace, node, stage: str, extremes: tuple[int, int] | None) 
     trace.record(node, stage, np.array(extremes if extremes is not None else [], dtype=np.int64))
 
 
-def _truncate_with_extremes(trace, values: torch.Tensor, step, extremes: tuple[int, int] | None):
-    """(_truncate of values, its (min, max)): where the floor is deterministic and the input's extremes are
-    known, they are floored too (a floor is monotone), else the result is measured."""
-    result = _truncate(trace, values, step)
-    if extremes is not None and (step.exact or trace.rng is None):
-        return result, (extremes[0] >> step.reference_shift, extremes[1] >> step.reference_shift)
-    return result, _extremes(result)
-
-
-def _truncate(trace, values: torch.Tensor, step) -> torch.Tensor:
-    """The declared truncation ``step`` of an int64 tensor: the floor, in place, where it is deterministic
-    (an exact step, or a trace that does not simulate TruncPr), else trace.truncate's simulated TruncPr."""
-    if step.exact or trace.rng is None:
-        return values.bitwise_right_shift_(step.reference_shift)
-    return torch.from_numpy(np.asarray(trace.truncate(values.contiguous().numpy(), step), dtype=np.int64))
-
-
-def _pool_max_nhwc(values: torch.Tensor) -> torch.Tensor:
-    """Max over each non-overlapping 2x2 window of a logical NHWC tensor (odd last row / column dropped)."""
-    v = values[:, : values.shape[1] // 2 * 2, : values.shape[2] // 2 * 2]
-    return torch.maximum(torch.maximum(v[:, 0::2, 0::2], v[:, 0::2, 1::2]), torch.maximum(v[:, 1::2, 0::2], v[:, 1::2, 1::2]))
-
-
-def _pool_sum_nhwc(values: torch.Tensor) -> torch.Tensor:
-    """Sum over each non-overlapping 2x2 window of a logical NHWC tensor (odd last row / column dropped)."""
-    v = values[:, : values.shape[1] // 2 * 2, : values.shape[2] // 2 * 2]
-    total = v[:, 0::2, 0::2] + v[:, 0::2, 1::2]  # the one new tensor; the other two add in place
-    return total.add_(v[:, 1::2, 0::2]).add_(v[:, 1::2, 1::2])
-
-
 def _ref_fixed_int64(schedule, node, fx, trace, x: np.ndarray, x_extremes: tuple[int, int]) -> np.ndarray:
-    """ConvBlock.ref_fixed in int64 torch tensors (logical NHWC), every intermediate proven < 2^62. Returns
-    an NCHW array over NHWC memory (a strided view: the next convolution reads it without a transpose).
-
-    The affine step is one scaling and one offset per channel over the accumulator (its bias folded into
-    the offset); with an int32 accumulator the extremes of the accumulator and of the scaled values come
-    from its per-channel extremes (each step is monotone per channel) instead of passes over int64."""
+    """ConvBlock.ref_fixed in int64, every intermediate proven < 2^62 and every truncation a floor: the
+    int8 GEMM terms, then _compiled.conv_tail's one pass per image (recombination, max pool, affine step
+    with the bias folded into one offset per channel, floor, ReLU, average pool). The stages' extremes
+    come from its per-channel extremes: each step is monotone per channel. Returns an NCHW array over
+    NHWC memory (a strided view: the next convolution reads it without a transpose)."""
     q, a = node.qparams, node.attrs
     f = fx.frac_bits
-    acc, offset = _accumulator_nhwc(node, fx, x, x_extremes)
-    channel = _channel_extremes(acc) if acc.dtype == torch.int32 else None
-    if channel is None:  # an int64 accumulator: the offset added to a copy, the extremes measured
-        acc = _scratch().take("offset", tuple(acc.shape), torch.int64).copy_(acc).add_(torch.from_numpy(offset))
-        offset = np.zeros_like(offset)
-        extremes = _extremes(acc)
-    else:
-        extremes = _affine_extremes(channel, np.ones_like(offset), offset)
-    _record_extremes(trace, node, "accumulator", extremes)
-    if a.get("pre_pool"):
-        acc = _pool_max_nhwc(acc)
-        channel = _channel_extremes(acc) if acc.dtype == torch.int32 else None
-        extremes = None if channel is None else _affine_extremes(channel, np.ones_like(offset), offset)
-    gamma = q["new_gamma"].astype(np.int64) if a.get("affine", True) else np.ones_like(offset)
-    offset = offset * gamma + (q["new_beta"].astype(np.int64) * 2 ** (2 * f) if a.get("affine", True) else 0)
-    values = _scratch().take("scaled", tuple(acc.shape), torch.int64)
-    values.copy_(acc).mul_(torch.from_numpy(gamma)).add_(torch.from_numpy(offset))  # one dtype: mixed is ~4x slower
-    if a.get("affine", True):
-        extremes = _extremes(values) if channel is None else _affine_extremes(channel, gamma, offset)
-        _record_extremes(trace, node, "scaled", extremes)
-        y, extremes = _truncate_with_extremes(trace, values, schedule.truncation("scaled"), extremes)
-    else:
-        y, extremes = _truncate_with_extremes(trace, values, schedule.truncation("accumulator"), extremes)
-    _record_extremes(trace, node, "truncated", extremes)
-    if a.get("post_pool"):
-        total = _pool_sum_nhwc(y.clamp_min_(0) if a.get("relu", True) else y)  # a new tensor
-        _record_extremes(trace, node, "pool_sum", _extremes(total))
-        y = _truncate(trace, total, schedule.truncation("pool_sum"))
-    else:  # out of the scratch buffer into a new NHWC tensor, with the ReLU on the way
-        y = y.clamp_min(0) if a.get("relu", True) else y.clone(memory_format=torch.contiguous_format)
-    return y.permute(0, 3, 1, 2).numpy()  # owns its memory, NHWC
+    affine, post_pool = a.get("affine", True), bool(a.get("post_pool"))
+    terms, offset = _accumulator_terms(node, fx, x, x_extremes)
+    gamma = q["new_gamma"].astype(np.int64) if affine else np.ones_like(offset)
+    scaled_offset = offset * gamma + (q["new_beta"].astype(np.int64) * 2 ** (2 * f) if affine else 0)
+    truncation = schedule.truncation("scaled" if affine else "accumulator")
+    out_channels, out_height, out_width = node.shape
+    n, kernel, stride = x.shape[0], q["weight"].shape[2], a.get("stride", 1)
+    height, width = window_out(x.shape[2], kernel, stride, _padding(node)), window_out(x.shape[3], kernel, stride, _padding(node))
+    out = np.empty((n * out_height * out_width, out_channels), dtype=np.int64)
+    found = [array for _ in range(3) for array in _compiled.extremes(out_channels)]  # (low, high) x 3 stages
+    _compiled.over_images(_compiled.conv_tail, n, terms, height, width, bool(a.get("pre_pool")), post_pool, gamma,
+                          scaled_offset, truncation.reference_shift, bool(a.get("relu", True)),
+                          schedule.truncation("pool_sum").reference_shift if post_pool else 0, out, per_thread=found)
+    acc_low, acc_high, pooled_low, pooled_high, sum_low, sum_high = (array.min(0) if i % 2 == 0 else array.max(0) for i, array in enumerate(found))
+    _record_extremes(trace, node, "accumulator", _affine_extremes(acc_low, acc_high, np.ones_like(offset), offset))
+    scaled = _affine_extremes(pooled_low, pooled_high, gamma, scaled_offset)
+    if affine:
+        _record_extremes(trace, node, "scaled", scaled)
+    truncated = None if scaled is None else (scaled[0] >> truncation.reference_shift, scaled[1] >> truncation.reference_shift)
+    _record_extremes(trace, node, "truncated", truncated)  # a floor is monotone
+    if post_pool:
+        _record_extremes(trace, node, "pool_sum", _affine_extremes(sum_low, sum_high, np.ones_like(offset), np.zeros_like(offset)))
+    return out.reshape(n, out_height, out_width, out_channels).transpose(0, 3, 1, 2)
 
 
 def _ref_fixed_python_ints(schedule, node, fx, trace, x: np.ndarray, bound: int) -> np.ndarray:
