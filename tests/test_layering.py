@@ -8,12 +8,13 @@ from pathlib import Path
 PACKAGE = Path(__file__).resolve().parents[1] / "mpc_export"
 
 # each top-level module or subpackage, and the ones it may import
-FOUNDATION = {"errors", "fixedpoint", "__init__"}
+FOUNDATION = {"errors", "fixedpoint", "compiled", "__init__"}
 ALLOWED = {
     "errors": set(),
     "fixedpoint": {"errors"},
-    "ops": {"errors", "fixedpoint"},
-    "ir": {"errors", "fixedpoint", "ops"},
+    "compiled": set(),  # numba kernels' decorator and thread helper
+    "ops": {"errors", "fixedpoint", "compiled"},
+    "ir": {"errors", "fixedpoint", "compiled", "ops"},
     "load": FOUNDATION | {"ops", "ir"},
     "fold": FOUNDATION | {"ops", "ir"},
     "quantize": FOUNDATION | {"ops", "ir"},

@@ -2,30 +2,18 @@
 int8 convolution's input, and a convolution block's tail (the GEMM terms recombined, the affine step, the
 floor, ReLU and the 2x2 pools, with the extremes its stages record) in one pass per image.
 
-Each kernel works on images [first, stop) of a batch and releases the GIL; ``over_images`` splits a batch
-among threads, each with its own extremes. Compiled code is cached on disk beside this file (or in
-numba's user cache directory), so only the first run on a machine pays the compilation."""
+Each kernel works on images [first, stop) of a batch (compiled.over_slices runs it in threads, each
+slice with its own extremes)."""
 
 from __future__ import annotations
 
-from concurrent.futures import ThreadPoolExecutor
-
 import numba
 import numpy as np
-import torch
 
-INT64_MAX, INT64_MIN = np.iinfo(np.int64).max, np.iinfo(np.int64).min
-
-
-def _compile(function):
-    """numba.njit without the GIL, cached on disk where numba finds a writable place, else in memory."""
-    try:
-        return numba.njit(nogil=True, cache=True)(function)
-    except RuntimeError:  # no writable cache location: compile per process
-        return numba.njit(nogil=True)(function)
+from ..compiled import kernel
 
 
-@_compile
+@kernel
 def digit_planes(first, stop, x, shift, padding, pad_digits, out):
     """Balanced base-256 digits of x - shift with a ``padding``-wide border holding ``pad_digits`` (the
     digits of -shift, the padding's value shifted), channels padded to C' with the same digits (they meet
@@ -51,7 +39,7 @@ def digit_planes(first, stop, x, shift, padding, pad_digits, out):
                         out[n, i, y + padding, x_ + padding, c] = (((x[n, y, x_, c] - shift + bias) >> bits) & 255) - 128
 
 
-@_compile
+@kernel
 def conv_tail(first, stop, terms, height, width, pre_pool, post_pool, gamma, offset, shift, relu, pool_shift,
               out, acc_low, acc_high, pooled_low, pooled_high, sum_low, sum_high):
     """A convolution block after its GEMMs, for images [first, stop): the accumulator
@@ -128,24 +116,3 @@ def _accumulator(terms, row, o):
     for k in range(top - 1, -1, -1):
         total = total * 256 + terms[k][row, o]
     return total
-
-
-def over_images(kernel, images: int, *args, per_thread=()) -> None:
-    """kernel(first, stop, *args, *[a[t] for a in per_thread]) over [0, images) in torch's thread count of
-    slices, one thread each; per_thread arrays have one row per slice (see ``extremes``)."""
-    threads = max(1, min(torch.get_num_threads(), images, len(per_thread[0]) if per_thread else images))
-    bounds = np.linspace(0, images, threads + 1).astype(int)
-    if threads == 1:
-        kernel(0, images, *args, *[a[0] for a in per_thread])
-        return
-    with ThreadPoolExecutor(threads) as pool:
-        futures = [pool.submit(kernel, int(bounds[t]), int(bounds[t + 1]), *args, *[a[t] for a in per_thread])
-                   for t in range(threads)]
-        for future in futures:
-            future.result()
-
-
-def extremes(channels: int) -> tuple[np.ndarray, np.ndarray]:
-    """(low, high) per-thread running extremes, (threads, channels) int64, ready for min / max."""
-    threads = max(1, torch.get_num_threads())
-    return np.full((threads, channels), INT64_MAX, np.int64), np.full((threads, channels), INT64_MIN, np.int64)

@@ -5,19 +5,37 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 import numpy as np
-import torch
 
+from ..compiled import kernel, over_slices, slices
 from ..fixedpoint import decode
 
 
-def _abs_difference(a: torch.Tensor, b: torch.Tensor, scratch: torch.Tensor) -> tuple[float, float]:
-    """(max, sum) of |a - b| computed in float64 in ``scratch`` (same shape, overwritten): no temporaries,
-    each step one threaded pass."""
-    if scratch.numel() == 0:
-        return 0.0, 0.0
-    torch.sub(a, b, out=scratch)
-    scratch.abs_()
-    return float(scratch.max()), float(scratch.sum())
+@kernel
+def _compare(first, stop, reference, scale, values, found):
+    """Over [first, stop) of two flat arrays: found[0] = max |reference * scale - values|, found[1] the sum
+    of those, found[2] = max |values|, each difference computed in float64 (a reference integer below
+    2^53 times a power of two is exact, as is a float32 value widened)."""
+    largest, total, peak = 0.0, 0.0, 0.0
+    for i in range(first, stop):
+        value = np.float64(values[i])
+        difference = abs(np.float64(reference[i]) * scale - value)
+        largest = max(largest, difference)
+        total += difference
+        peak = max(peak, abs(value))
+    found[0], found[1], found[2] = largest, total, peak
+
+
+def _flat(values: np.ndarray, shape: tuple, order: tuple[int, ...]) -> np.ndarray:
+    """``values`` (the size of ``shape``) in the logical order of ``shape`` permuted by ``order``, flat: a
+    view where that is its memory order, else a copy."""
+    return np.ravel(np.transpose(np.asarray(values).reshape(shape), order))
+
+
+def _differences(reference: np.ndarray, scale: float, values: np.ndarray) -> tuple[float, float, float]:
+    """(max, sum) of |reference * scale - values| and max |values| over two flat arrays, in threads."""
+    found = np.zeros((slices(), 3))
+    over_slices(_compare, len(reference), reference, scale, values, per_thread=(found,))
+    return float(found[:, 0].max()), float(found[:, 1].sum()), float(found[:, 2].max())
 
 
 def _memory_order(values: np.ndarray) -> tuple[int, ...]:
@@ -27,14 +45,6 @@ def _memory_order(values: np.ndarray) -> tuple[int, ...]:
     if values.ndim == 4 and np.transpose(values, (0, 2, 3, 1)).flags["C_CONTIGUOUS"]:
         return (0, 2, 3, 1)
     return tuple(range(values.ndim))
-
-
-def _peak(values: torch.Tensor) -> float:
-    """Largest |value| of a float tensor (0 when empty)."""
-    if values.numel() == 0:
-        return 0.0
-    low, high = torch.aminmax(values)
-    return float(max(high, -low))
 
 
 @dataclass
@@ -55,7 +65,6 @@ class LayerTable:
     graph: object
     fx: object
     stats: dict[str, LayerStats] = field(default_factory=dict)
-    scratch: dict[str, torch.Tensor] = field(default_factory=dict, repr=False)
 
     def __post_init__(self):
         for node in self.graph.nodes:
@@ -63,52 +72,25 @@ class LayerTable:
 
     def add(self, fixed: dict, torch_out: dict, onnx_out: dict | None, x_real: np.ndarray) -> None:
         """One batch: fixed (node -> integers at 2^F), torch_out / onnx_out (node -> float outputs of the
-        same images, any float dtype), x_real the real inputs."""
+        same images, any float dtype), x_real the real inputs. Every pair is read in the reference's memory
+        order, in one compiled pass."""
+        ulp = 2.0**-self.fx.frac_bits
         for node in self.graph.nodes:
             s = self.stats[node.name]
             values = fixed[node.name]
-            order = _memory_order(values)
-            ref = self._decoded(values, order)
-            flt = self._float64("float", x_real if node.op == "input" else torch_out[node.name], values.shape, order)
-            scratch = self._scratch("difference", ref.shape)
-            err_max, err_sum = _abs_difference(ref, flt, scratch)
+            shape, order = values.shape, _memory_order(values)
+            ref, scale = (_flat(values, shape, order), ulp) if values.dtype == np.int64 else \
+                (_flat(decode(values, self.fx.frac_bits), shape, order), 1.0)  # beyond int64: decoded first
+            flt = _flat(x_real if node.op == "input" else torch_out[node.name], shape, order)
+            err_max, err_sum, peak = _differences(ref, scale, flt)
             s.max_abs_err = max(s.max_abs_err, err_max)
             s.sum_abs_err += err_sum
-            s.count += ref.numel()
-            s.peak = max(s.peak, _peak(flt))
+            s.count += ref.size
+            s.peak = max(s.peak, peak)
             if onnx_out is not None and node.name in onnx_out:
-                onnx = self._float64("onnx", onnx_out[node.name], values.shape, order)
-                s.onnx_max_abs_err = max(s.onnx_max_abs_err or 0.0, _abs_difference(ref, onnx, scratch)[0])
-                s.onnx_vs_torch = max(s.onnx_vs_torch or 0.0, _abs_difference(onnx, flt, scratch)[0])
-
-    def _decoded(self, values: np.ndarray, order: tuple[int, ...]) -> torch.Tensor:
-        """values / 2^F as a float64 tensor (fixedpoint.decode), its dimensions permuted by ``order``
-        (_memory_order) and C-contiguous; int64 values are decoded into a kept work tensor (valid until the
-        next layer's)."""
-        if values.dtype != np.int64:
-            return torch.from_numpy(np.ascontiguousarray(decode(values, self.fx.frac_bits).transpose(order)))
-        source = torch.from_numpy(values).permute(order)
-        out = self._scratch("decoded", tuple(source.shape))
-        out.copy_(source)  # exact: every value < 2^53
-        return out.mul_(2.0**-self.fx.frac_bits)  # equal to decode: both scale by a power of two
-
-    def _float64(self, purpose: str, values: np.ndarray, shape: tuple, order: tuple[int, ...]) -> torch.Tensor:
-        """``values`` (any float dtype, any layout, the size of ``shape``, the reference's logical shape) as a
-        float64 tensor of that shape permuted by ``order``, in a kept work tensor: the differences then run on
-        one dtype (a mixed-dtype subtraction is ~3x slower), reading both operands in memory order."""
-        source = torch.from_numpy(np.asarray(values)).reshape(shape).permute(order)
-        out = self._scratch(purpose, tuple(source.shape))
-        out.copy_(source)
-        return out
-
-    def _scratch(self, purpose: str, shape: tuple) -> torch.Tensor:
-        """A float64 work tensor of ``shape``, one per purpose for every layer, kept across batches (no fresh
-        pages per batch): a flat buffer grown to the largest layer, valid until the next take."""
-        size = int(np.prod(shape))
-        flat = self.scratch.get(purpose)
-        if flat is None or flat.numel() < size:
-            flat = self.scratch[purpose] = torch.empty(size, dtype=torch.float64)
-        return flat[:size].view(shape)
+                onnx = _flat(onnx_out[node.name], shape, order)
+                s.onnx_max_abs_err = max(s.onnx_max_abs_err or 0.0, _differences(ref, scale, onnx)[0])
+                s.onnx_vs_torch = max(s.onnx_vs_torch or 0.0, _differences(onnx, 1.0, flt)[0])
 
     def rows(self) -> list[dict]:
         """Each layer with its derived tolerance (from the measured deviation of its input) and the
