@@ -173,3 +173,45 @@ def test_mpc_log_of_a_probabilistic_build_within_bound_and_outside(tmp_path, cap
     bad.write_text("".join(f"LOGIT 0 {j} {v * 2 + 10**15}\n" for j, v in enumerate(logits)))
     code, out, err = run_cli(["verify", out_dir, "--no-onnx", "--mpc-log", bad], capsys)
     assert code == 1
+
+@pytest.mark.parametrize("threads", [1, 2])
+def test_layer_table_statistics_equal_numpy_over_any_memory_layout(threads):
+    """The per-layer max / mean |reference / 2^F - float| and peak |float| of LayerTable, over two batches,
+    equal numpy's on the logical arrays: an NCHW reference over NHWC memory against float32 in NCHW
+    memory, a dense layer, and a reference beyond int64 (object integers)."""
+    from types import SimpleNamespace
+
+    from mpc_export.fixedpoint import FixedSpec
+    from mpc_export.verify.layers import LayerTable
+
+    f = 12
+    rng = np.random.default_rng(7)
+    nodes = [SimpleNamespace(name=name, op=op, origin=[name], inputs=[]) for name, op in
+             [("input", "input"), ("conv", "conv_block"), ("dense", "dense"), ("huge", "dense")]]
+    table = LayerTable(SimpleNamespace(nodes=nodes), FixedSpec(frac_bits=f))
+    want = {node.name: [0.0, 0.0, 0, 0.0] for node in nodes}  # max, sum, count, peak
+    previous = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    try:
+        for batch in range(2):
+            x_real = rng.normal(size=(3, 2, 5, 5))
+            conv = np.ascontiguousarray(rng.integers(-2**20, 2**20, size=(3, 5, 5, 4))).transpose(0, 3, 1, 2)  # NHWC memory
+            fixed = {"input": np.round(x_real * 2**f).astype(np.int64), "conv": conv,
+                     "dense": rng.integers(-2**30, 2**30, size=(3, 7)),
+                     "huge": np.array([[2**70 + batch, -(2**66)]], dtype=object)}
+            floats = {"conv": rng.normal(scale=200, size=(3, 4, 5, 5)).astype(np.float32),
+                      "dense": rng.normal(scale=2e5, size=(3, 7)).astype(np.float32),
+                      "huge": np.array([[2.0**58, -(2.0**54)]], dtype=np.float32)}
+            table.add(fixed, floats, None, x_real)
+            for name in want:
+                real = [float(v) / 2**f for v in fixed[name].reshape(-1)]
+                other = (x_real if name == "input" else floats[name]).reshape(-1).astype(np.float64)
+                differences = np.abs(np.array(real) - other)
+                w = want[name]
+                w[0], w[1], w[2], w[3] = max(w[0], differences.max()), w[1] + differences.sum(), w[2] + differences.size, max(w[3], np.abs(other).max())
+    finally:
+        torch.set_num_threads(previous)
+    for name, (largest, total, count, peak) in want.items():
+        stats = table.stats[name]
+        assert stats.max_abs_err == largest and stats.peak == peak and stats.count == count
+        assert stats.sum_abs_err == pytest.approx(total, rel=1e-12)
