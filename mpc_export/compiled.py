@@ -36,7 +36,7 @@ def _pool() -> ThreadPoolExecutor:
 
 
 def slices() -> int:
-    """How many slices over_slices cuts work into: torch's thread count (verify's --threads)."""
+    """How many slices over_slices cuts work into: torch's thread count, as for PyTorch's own passes."""
     return max(1, torch.get_num_threads())
 
 

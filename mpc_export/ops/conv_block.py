@@ -416,9 +416,9 @@ def _ref_fixed_int64(schedule, node, fx, trace, x: np.ndarray, x_extremes: tuple
     height, width = window_out(x.shape[2], kernel, stride, _padding(node)), window_out(x.shape[3], kernel, stride, _padding(node))
     out = np.empty((n * out_height * out_width, out_channels), dtype=np.int64)
     found = [array for _ in range(3) for array in running_extremes(out_channels)]  # (low, high) x 3 stages
-    over_slices(_compiled.conv_tail, n, terms, height, width, bool(a.get("pre_pool")), post_pool, gamma,
-                          scaled_offset, truncation.reference_shift, bool(a.get("relu", True)),
-                          schedule.truncation("pool_sum").reference_shift if post_pool else 0, out, per_thread=found)
+    over_slices(_compiled.conv_tail, n, terms, height, width, bool(a.get("pre_pool")), post_pool, gamma, scaled_offset,
+                truncation.reference_shift, bool(a.get("relu", True)),
+                schedule.truncation("pool_sum").reference_shift if post_pool else 0, out, per_thread=found)
     acc_low, acc_high, pooled_low, pooled_high, sum_low, sum_high = (array.min(0) if i % 2 == 0 else array.max(0) for i, array in enumerate(found))
     _record_extremes(trace, node, "accumulator", _affine_extremes(acc_low, acc_high, np.ones_like(offset), offset))
     scaled = _affine_extremes(pooled_low, pooled_high, gamma, scaled_offset)
