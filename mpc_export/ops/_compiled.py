@@ -14,10 +14,10 @@ from ..compiled import kernel
 
 
 @kernel
-def digit_planes(first, stop, x, shift, padding, pad_digits, out):
-    """Balanced base-256 digits of x - shift with a ``padding``-wide border holding ``pad_digits`` (the
-    digits of -shift, the padding's value shifted), channels padded to C' with the same digits (they meet
-    only zero weights). x: (N, H, W, C) int64, NHWC, C-contiguous; out: (N, digits, H + 2p, W + 2p, C')
+def digit_planes(first, stop, x, shift, padding, out):
+    """Balanced base-256 digits of x - shift with a ``padding``-wide border holding the digits of -shift
+    (the padding's value, 0, shifted), channels padded to C' with the same digits (they meet only zero
+    weights). x: (N, H, W, C) int64, NHWC, C-contiguous; out: (N, digits, H + 2p, W + 2p, C')
     int8, C-contiguous. Digit i is ((v + B) >> 8i & 255) - 128 with B = 128 * (1 + 256 + ... +
     256^(digits-1)): the base-256 digits of v + B, each less 128, exact for |v| within the digit count's
     bound (balanced_digit_count)."""
@@ -28,7 +28,8 @@ def digit_planes(first, stop, x, shift, padding, pad_digits, out):
         bias = bias * 256 + 128
     for n in range(first, stop):
         for i in range(digits):
-            bits, fill = 8 * i, pad_digits[i]
+            bits = 8 * i
+            fill = (((-shift + bias) >> bits) & 255) - 128
             for y in range(padded_height):  # the border and the padded channels; the interior is overwritten
                 for x_ in range(padded_width):
                     for c in range(padded_channels):

@@ -200,10 +200,9 @@ def conv2d_int8(x: np.ndarray, x_bound: int, weight_digits: list[torch.Tensor], 
     scratch = scratch if scratch is not None else _FreshBuffers()
     n, channels, height, width = x.shape
     x_count, w_count = balanced_digit_count(x_bound), len(weight_digits)
-    pad_digits = np.array([int(d) for d in balanced_digits(torch.tensor([-shift], dtype=torch.int64), x_count)], dtype=np.int64)
     planes = scratch.take("digit planes", (n, x_count, height + 2 * padding, width + 2 * padding, padded_channels(channels)), torch.int8)
     nhwc = np.ascontiguousarray(x.transpose(0, 2, 3, 1), dtype=np.int64)
-    over_slices(_compiled.digit_planes, n, nhwc, shift, padding, pad_digits, planes.numpy())
+    over_slices(_compiled.digit_planes, n, nhwc, shift, padding, planes.numpy())
     rows = n * window_out(height, kernel, stride, padding) * window_out(width, kernel, stride, padding)
     patch = kernel * kernel * padded_channels(channels)
     patches = scratch.take("patches", (rows, x_count, patch), torch.int8)  # p_0 .. p_(n-1) side by side
