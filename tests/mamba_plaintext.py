@@ -69,6 +69,21 @@ class Value:
     def __rmul__(self, other):
         return self._binary(other, lambda a, b: b * a, "mul")
 
+    def __rshift__(self, shift):
+        assert self.kind == "c" and isinstance(shift, int)
+        return Value("c", np.array([_field(v) >> shift for v in self.values], dtype=object), self.machine)
+
+    def __eq__(self, other):
+        """regint 1 where equal (the runtime compares regints; a cint converts to one first)."""
+        mine = self if self.kind == "r" else Value("r", [_regint_of(v) for v in self.values], self.machine)
+        other_values = other.values if isinstance(other, Value) else int(other)
+        return Value("r", np.array([int(v) for v in (mine.values == other_values)], dtype=object).reshape(-1), self.machine)
+
+    def __ne__(self, other):
+        return 1 - (self == other)
+
+    __hash__ = object.__hash__
+
     def __int__(self):
         assert self.size == 1, "a vector used as a scalar"
         return int(self.values[0])
@@ -83,6 +98,27 @@ class Value:
 
     def store_in_mem(self, address):
         self.machine.store(self.kind, address, self.values)
+
+
+PRIME = 2**128 + 51  # the runtime's field (Data/SharingData.txt): a cint is a residue
+
+
+def _field(value) -> int:
+    """The cint's residue in [0, p)."""
+    return int(value) % PRIME
+
+
+def _regint_of(value) -> int:
+    """regint(cint): the runtime's CONVMODP, the signed representative's absolute value reduced to its low
+    64 bits, with the sign put back (src/Local/Float.cpp, to_signed_bigint)."""
+    residue = _field(value)
+    negative = residue > (PRIME - 1) // 2
+    magnitude = (PRIME - residue if negative else residue) & (2**64 - 1)
+    return -magnitude if negative else magnitude
+
+
+class Crashed(Exception):
+    """The program called crash(): the runtime stops every player."""
 
 
 class Array:
@@ -116,6 +152,8 @@ class RegisterType:
         if value is None:
             return Value(self.kind, None, self.machine)  # an empty register a protocol writes into
         if isinstance(value, Value):
+            if self.kind == "r" and value.kind == "c":
+                return Value("r", np.array([_regint_of(v) for v in value.values], dtype=object), self.machine)
             return Value(self.kind, value.values.copy(), self.machine)
         return Value(self.kind, [int(value)] * (size or 1), self.machine)
 
@@ -129,6 +167,10 @@ class RegisterType:
         assert self.kind == "s" and player == 0
         return Value("s", self.machine.read(channel, size or 1), self.machine)
 
+    def get_random_bit(self, size=None):
+        assert self.kind == "s"
+        return Value("s", self.machine.random_bits(size or 1), self.machine)
+
     def public_input(self, channel, size=None):
         """cint.public_input / regint.public_input: every player reads the same values (regint: clear
         integers, as the runtime's ``long`` read of an integer token); here, from the one data folder."""
@@ -139,7 +181,12 @@ class RegisterType:
 class Machine:
     """Memories, channels and the protocol log of one plaintext execution."""
 
-    def __init__(self, data_root: Path, answers: list[str], reading_precision: int, seed: int = 0):
+    def __init__(self, data_root: Path, answers: list[str], reading_precision: int, seed: int = 0,
+                 preprocessing: str = "random"):
+        """preprocessing: "random" (a secure runtime), "zero_triples" (FANNG's config.h as shipped: every
+        Beaver triple 0) or "constant_bits" (every random bit 0)."""
+        self.preprocessing = preprocessing
+        self.preprocessing_drawn = Counter()  # kind -> units drawn
         self.memory = {"s": np.zeros(0, dtype=object), "c": np.zeros(0, dtype=object), "r": np.zeros(0, dtype=object)}
         self.data_root = data_root
         self.answers = list(answers)
@@ -191,6 +238,23 @@ class Machine:
         values, self.open_channels[int(channel)] = stream[:n], stream[n:]
         return values
 
+    # ---- preprocessing
+    def triple(self, a, b, c):
+        self.preprocessing_drawn["triple"] += 1
+        if self.preprocessing == "zero_triples":
+            x = y = 0
+        else:
+            x, y = self.rng.randrange(PRIME), self.rng.randrange(PRIME)
+        a.values, b.values, c.values = (np.array([v], dtype=object) for v in (x, y, x * y % PRIME))
+        a.kind = b.kind = c.kind = "s"
+
+    def random_bits(self, n):
+        self.preprocessing_drawn["bit"] += n
+        return [0 if self.preprocessing == "constant_bits" else self.rng.randrange(2) for _ in range(n)]
+
+    def crash(self):
+        raise Crashed("crash() called; printed before it: " + (self.printed[-1] if self.printed else "nothing"))
+
     # ---- protocols (AdvInteger)
     def _check(self, protocol, value, bit_length):
         peak = max(abs(int(v)) for v in value.values)
@@ -231,9 +295,21 @@ def _for_range(n):
     return decorate
 
 
-def run_program(program: Path, data_root: Path, answers_file: Path, reading_precision: int = 12, seed: int = 0) -> Machine:
-    """Execute a generated .mpc on clear integers; returns the machine (printed lines, protocol log)."""
-    machine = Machine(data_root, answers_file.read_text().splitlines(), reading_precision, seed)
+def _if(machine):
+    def condition(value):
+        def decorate(body):
+            if int(value) != 0:
+                body()
+            return body
+        return decorate
+    return condition
+
+
+def run_program(program: Path, data_root: Path, answers_file: Path, reading_precision: int = 12, seed: int = 0,
+                preprocessing: str = "random") -> Machine:
+    """Execute a generated .mpc on clear integers; returns the machine (printed lines, protocol log).
+    preprocessing: see Machine; a program that calls crash() raises Crashed."""
+    machine = Machine(data_root, answers_file.read_text().splitlines(), reading_precision, seed, preprocessing)
     sint, cint, regint = (RegisterType(k, machine) for k in ("s", "c", "r"))
     _for_range.machine = machine
     precision = types.SimpleNamespace(set_precision=lambda f, k: None)
@@ -248,6 +324,7 @@ def run_program(program: Path, data_root: Path, answers_file: Path, reading_prec
         "sfix": precision, "cfix": precision, "for_range": _for_range,
         "print_ln": lambda fmt, *args: machine.printed.append(fmt % tuple(str(a) for a in args)),
         "open_channel_with_return": machine.open_channel, "close_channel": machine.close_channel,
+        "triple": machine.triple, "crash": machine.crash, "if_": _if(machine),
         "__name__": "__main__",
     }
     saved = {k: sys.modules.get(k) for k in ("Compiler", "Compiler.AdvInteger", "Compiler.instructions_base")}

@@ -64,7 +64,7 @@ def test_build_summary_is_short_names_the_class_and_the_preprocessing(built, tmp
     assert_fits(proc.stdout)
     text = " ".join(proc.stdout.split())
     assert len(proc.stdout.splitlines()) <= 25, proc.stdout
-    assert "pixel / 255" in text and "F = 12" in text and "82,672,980 triples" in text
+    assert "pixel / 255" in text and "F = 12" in text and "82,672,984 triples" in text
     assert "airplane (class 0)" in text  # the demo pattern's class; CIFAR-10's label order
     assert f"next: mpc-export verify {out}" in text
 

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 import jinja2
 
 from .. import __version__
+from . import runtime_check
 from ..export.plan import InputFile, ParamFile, PatternFile, files_of
 from ..ir import Graph
 from ..fixedpoint import FixedSpec
@@ -178,6 +179,7 @@ def render_program(graph: Graph, fx: FixedSpec, params: list[ParamFile], inputs:
     text = env.get_template("program/program.mpc.j2").render(
         program_name=f"mpc_export_{graph.name}",
         protocol=fx.protocol.as_dict(),
+        runtime_check=runtime_check.template_args(),
         version=__version__,
         model_name=comment_text(graph.description),
         channel_reads=channel_reads,

@@ -2,11 +2,15 @@
 source): secret multiplications, truncations by shape, comparisons by bit length, the preprocessing they
 need (triples and random bits, as the MAMBA compiler counts them) and rounds as the program runs them
 (each run-time loop iteration's protocol calls one after the other), and the same totals for every other
-protocol option (what public weights or a public sparsity pattern would buy)."""
+protocol option (what public weights or a public sparsity pattern would buy). The program's runtime check
+(``codegen/runtime_check.py``: a few triples and random bits opened before any input) is the first row and
+is in every total."""
 
 from __future__ import annotations
 
 import numpy as np
+
+from ..codegen import runtime_check
 
 SUMMED = ("multiplications", "truncations", "comparisons", "triples", "bits", "rounds")
 
@@ -38,7 +42,7 @@ def cost_of_options(graph, fx) -> list[dict]:
                 if protocol.public_weights and protocol.public_sparsity:
                     continue
                 alternative = replace(fx, protocol=protocol)
-                totals = {"triples": 0, "bits": 0, "rounds": 0}
+                totals = {key: runtime_check.cost()[key] for key in ("triples", "bits", "rounds")}
                 for node in graph.nodes:
                     cost = node.spec.cost(node, alternative)
                     for key in totals:
@@ -52,6 +56,10 @@ def total_cost(graph, fx) -> dict:
     totals = {key: 0 for key in SUMMED}
     by_shape: dict = {}
     by_bits: dict = {}
+    check = runtime_check.cost()
+    layers.append({"node": "runtime_check", "op": "runtime_check", **check, "weight_zero_fraction": None})
+    for key in SUMMED:
+        totals[key] += check[key]
     for node in graph.nodes:
         cost = node.spec.cost(node, fx)
         zero_fraction = _zero_weight_fraction(node)
