@@ -22,7 +22,8 @@ ALLOWED = {
     "export": FOUNDATION | {"ops", "ir"},
     "codegen": FOUNDATION | {"ops", "ir", "export"},
     "verify": FOUNDATION | {"ops", "ir", "load", "fold", "quantize", "reference", "export", "codegen"},
-    "run": FOUNDATION | {"ops", "ir", "export", "verify"},
+    "run": FOUNDATION | {"ops", "ir", "export", "verify", "codegen"},
+    "deploy": FOUNDATION | {"ops", "ir", "export", "verify", "codegen", "run"},
     "cli": None,  # the top: anything
 }
 

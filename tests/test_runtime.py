@@ -37,8 +37,14 @@ def players_left(root_hint="mpc-export-run-"):
     return [p for p in proc.stdout.split() if p]
 
 
+def _latest_logs(out) -> Path:
+    """The newest run's log directory (run writes each run's logs to a fresh run-logs/run-<n>/)."""
+    runs = sorted((out / "run-logs").glob("run-*"), key=lambda p: int(p.name.split("-")[1]))
+    return runs[-1]
+
+
 def _logged_logits(out):
-    log = (out / "run-logs" / "P0.log").read_text()
+    log = (_latest_logs(out) / "P0.log").read_text()
     return {(int(e), int(j)): int(v) for e, j, v in re.findall(r"LOGIT (\d+) (\d+) (-?\d+)", log)}
 
 
@@ -61,14 +67,15 @@ def test_real_run_in_exact_mode_equals_the_reference(module_cls, convolution, ru
     try:
         manifest = json.loads((out / "manifest.json").read_text())
         data = manifest["data_folder"]
-        p0_files = {p.relative_to(out) for p in (out / data).rglob("*") if p.is_file()}
+        p0_files = {Path(f["path"]) for f in manifest["files"] if f["role"] in ("parameter", "input")}  # never Outputs/
         assert {p.relative_to(kept / "P0" / "Data") for p in (kept / "P0" / "Data" / data).rglob("*") if p.is_file()} == p0_files
         for player in (1, 2):
             assert not (kept / f"P{player}" / "Data" / data).exists()
             assert not [p for p in (kept / f"P{player}").rglob("P0-*") if p.is_file()]
-            assert (out / "run-logs" / f"P{player}.log").stat().st_size > 0  # it ran (run fails on any exit but 0)
+            assert (_latest_logs(out) / f"P{player}.log").stat().st_size > 0  # it ran (run fails on any exit but 0)
     finally:
         shutil.rmtree(kept, ignore_errors=True)
+    assert "runtime check: passed" in " ".join(stdout.split())
     logged = _logged_logits(out)
     assert len(logged) == 2 * 3
     for execution in manifest["executions"]:
@@ -191,4 +198,30 @@ def test_real_run_with_public_sparsity_equals_the_reference(runtime, tmp_path, c
         assert [logged[(execution["index"], j)] for j in range(3)] == execution["logits"]
     layers = re.findall(r"layer (\S+): (\d+) values, max \|MPC - reference\| = (\d+) ulp, bound (\d+) ulp", " ".join(stdout.split()))
     assert len(layers) >= 4 and all(err_ == "0" for _, _, err_, _ in layers)
+    assert not players_left()
+
+
+@pytest.fixture(scope="module")
+def upstream_runtime():
+    """FANNG-MPC built with src/config.h as shipped (FANNG_CONFIG=upstream: every Beaver triple zero)."""
+    if os.environ.get("FANNG_RUNTIME_UPSTREAM"):
+        return os.environ["FANNG_RUNTIME_UPSTREAM"]
+    build = need_shared(SHARED / "tools" / "fanng-runtime" / "build")
+    proc = subprocess.run([str(build)], capture_output=True, text=True, timeout=900, env=dict(os.environ, FANNG_CONFIG="upstream"))
+    if proc.returncode != 0:
+        pytest.skip(f"the upstream-configured FANNG-MPC runtime could not be built here: {proc.stderr.strip()[-300:]}")
+    return proc.stdout.strip().splitlines()[-1]
+
+
+def test_a_runtime_built_as_fanng_ships_it_is_refused_before_any_input(upstream_runtime, tmp_path, capsys):
+    """FANNG's config.h as shipped makes every Beaver triple zero (each product would open its operands):
+    the program's own check stops it before the first channel opens, and run refuses in one line."""
+    out = build_small(SmallAvg, tmp_path, capsys)
+    code, stdout, err = run_cli(["run", out, "--runtime", upstream_runtime, "--compiler", need_shared(COMPILER_DIR),
+                                 "--timeout", "300"], capsys)
+    assert code == 2, stdout + err
+    line = err.strip().splitlines()[-1]
+    assert "RUNTIME CHECK FAILED" in line and "Beaver triples are not random" in line and "return_triple_zero" in line
+    p0 = (_latest_logs(out) / "P0.log").read_text()
+    assert "Opening channel" not in p0 and "LOGIT" not in p0  # player 0 never opened its input channel
     assert not players_left()

@@ -217,8 +217,7 @@ def run(
     compiler: Optional[Path] = typer.Option(None, "--compiler", metavar="DIR", help="MAMBA compiler directory (compile-mamba.py); default: the runtime's"),
     parties: int = typer.Option(3, "--parties", metavar="N", help="number of players (the runtime's set-up: 3)"),
     execution: Optional[int] = typer.Option(None, "--execution", metavar="N", help="compare only this execution's logits"),
-    timeout: float = typer.Option(600.0, "--timeout", metavar="SECONDS", help="wall-clock limit for the players, seconds"),
-    log: Optional[Path] = typer.Option(None, "--log", metavar="FILE", help="save player 0's output here (default DIR/run-logs/P0.log)"),
+    timeout: Optional[float] = typer.Option(None, "--timeout", metavar="SECONDS", help="wall-clock limit for the players, seconds (default: 3x the cost estimate + 2 min, at least 10 min)"),
     keep: bool = typer.Option(False, "--keep", help="keep the temporary run roots"),
     trust_pickle: bool = typer.Option(False, "--trust-pickle", help="the model is a pickled nn.Module you trust (loading runs its code)"),
     trust_torchscript: bool = typer.Option(False, "--trust-torchscript", help="the model is a TorchScript file you trust (loading runs its code)"),
@@ -228,14 +227,17 @@ def run(
     from .verify import VerifyOptions, verify as run_verify
 
     result = run_program(RunOptions(directory=directory, runtime=runtime, compiler=compiler, parties=parties,
-                                    execution=execution, timeout=timeout, log=log, keep=keep,
+                                    execution=execution, timeout=timeout, keep=keep,
                                     trust_pickle=trust_pickle, trust_torchscript=trust_torchscript),
                          progress=lambda msg: err_console.print(msg))
     report = run_verify(VerifyOptions(directory=directory, mpc_log=result.log_path, onnx=False, min_agreement=0.0,
                                       trust_pickle=trust_pickle, trust_torchscript=trust_torchscript))
     m = report["mpc"]
-    console.print(f"MPC run: {result.wall_s:.1f} s for the players (compile {result.compile_s:.1f} s), peak "
-                  f"{', '.join(f'{p} MB' for p in result.peak_mb)}; log {result.log_path}", soft_wrap=True, highlight=False)
+    console.print(f"runtime check: {result.runtime_check} (the program opened fresh Beaver triples and random bits and "
+                  "found them random before any input)")
+    console.print(f"MPC run: {result.wall_s:.1f} s for the players (estimated {result.estimate_s:.0f} s; compile "
+                  f"{result.compile_s:.1f} s), peak {', '.join(f'{p} MB' for p in result.peak_mb)}; player 0's log "
+                  f"{result.log_path}", soft_wrap=True, highlight=False)
     console.print("party isolation: " + ", ".join(f"player {p}'s run root held {n} file(s) of the build's data folder"
                                                    for p, n in enumerate(result.data_files_per_player)))
     if result.root is not None:

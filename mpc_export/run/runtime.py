@@ -1,18 +1,20 @@
 """`mpc-export run`: execute a build in an operator's FANNG-MPC installation, 3 players on 127.0.0.1.
 
-Steps: check the build's integrity (nothing starts on a tampered file), compile the program to bytecode
-with the MAMBA compiler, make one run root per player as on three hosts (links to the runtime's
-PlayerBinary.x, Circuits, Cert-Store; a copy of its Data/ set-up; the compiled program), of which only
-player 0's holds the build's data folder (the P0 files: FANNG's IO filesystem opens a channel's file on
-every player, but only the inputting player 0 reads it), start the players with the IO answers on their
-stdin, enforce the timeout, stop only the processes started here, delete the memory dumps, keep the
-logs, and compare the logits the program prints with the reference (equal for exact truncation, within
-the bound for probabilistic). Each player holds ~3.8 GB or more: runs are serialised by a lock file.
+Steps: check the build's integrity (nothing starts on a tampered file; every path used afterwards comes
+from the manifest entries just checked, hand_off.py), compile the program to bytecode with the MAMBA
+compiler, make one run root per player as on three hosts (links to the runtime's PlayerBinary.x,
+Circuits, Cert-Store; a copy of its Data/ set-up; the compiled program; the build files that party
+receives: FANNG's IO filesystem opens a channel's file on every player, but only the inputting player 0
+reads it), start the players with the IO answers on their stdin, stream and filter their output into a
+fresh log directory, enforce the timeout (by default from the cost estimate), stop only the processes
+started here, delete the memory dumps, refuse a runtime whose preprocessing the program's own check
+rejected (codegen/runtime_check.py), and compare the logits the program prints with the reference
+(equal for exact truncation, within the bound for probabilistic). Each player holds ~4-6 GB: runs are
+serialised by a per-user lock (lock.py).
 """
 
 from __future__ import annotations
 
-import fcntl
 import os
 import random
 import resource
@@ -26,10 +28,16 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from ..codegen import runtime_check
 from ..errors import UserError, VerificationFailed
+from .hand_off import PARTIES, HandOff, hand_off, public_roles  # noqa: F401 (public_roles: the hand-off's rule)
+from .lock import run_lock
+from .logs import FilteredLog, fresh_directory, tail
 
-PARTIES = 3
-LOCK = Path(tempfile.gettempdir()) / "mpc-export-run.lock"
+# The fit of real runs (benchmarks/results/runtime_fit.json, secure and upstream builds alike): the players'
+# time is about FIXED_S plus S_PER_UNIT per triple or random bit the program consumes.
+FIXED_S = 108.0
+S_PER_UNIT = 16.3e-6
 
 # compile-mamba.py recurses deeply on large programs: raise the limit and run it in a thread with a big stack
 _COMPILE_BOOT = r"""
@@ -61,8 +69,7 @@ class RunOptions:
     compiler: Path | None = None
     parties: int = 3
     execution: int | None = None
-    timeout: float = 600.0
-    log: Path | None = None
+    timeout: float | None = None  # None: from the build's cost estimate (default_timeout)
     keep: bool = False
     trust_pickle: bool = False
     trust_torchscript: bool = False
@@ -77,6 +84,8 @@ class RunResult:
     log_path: Path | None
     peak_mb: list[int]
     data_files_per_player: list[int]  # files of the build's data folder in each player's run root
+    runtime_check: str  # "passed" (the program's check of its runtime's preprocessing)
+    estimate_s: float  # the cost estimate printed before the start
     root: Path | None = None  # the run roots' parent, when kept
 
 
@@ -153,56 +162,51 @@ def _stop(proc: subprocess.Popen) -> None:
         proc.wait()
 
 
-def _tail(path: Path, lines: int = 15) -> str:
-    try:
-        return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
-    except OSError:
-        return "(no log)"
+def estimate_seconds(manifest: dict) -> float:
+    """The players' time the build's cost report predicts (FIXED_S + S_PER_UNIT per triple or random bit,
+    every execution and the runtime check included)."""
+    totals = manifest["cost"]["totals"]
+    check = runtime_check.cost()
+    executions = max(1, len(manifest["executions"]))
+    units = (totals["triples"] + totals["bits"] - check["triples"] - check["bits"]) * executions + check["triples"] + check["bits"]
+    return FIXED_S + S_PER_UNIT * units
 
 
-def stage_compile_root(directory: Path, manifest: dict, data_setup: Path) -> Path:
+def default_timeout(estimate_s: float) -> float:
+    """Three times the estimate plus start-up, at least 10 minutes: the fit's residual is ~15 s, but a loaded
+    machine runs slower."""
+    return max(600.0, 3 * estimate_s + 120)
+
+
+def stage_compile_root(directory: Path, files: HandOff, data_setup: Path) -> Path:
     """A scratch root holding only the program and the runtime's set-up (the compiler reads the prime
     there), where the program is compiled to bytecode once for all players."""
     root = Path(tempfile.mkdtemp(prefix="mpc-export-run-"))
-    name = manifest["program"]["name"]
+    name = files.program_name
     shutil.copytree(data_setup, root / "compile" / "Data", ignore=shutil.ignore_patterns("Memory-P*"))
     (root / "compile" / "Programs" / name).mkdir(parents=True)
-    shutil.copy(directory / manifest["program"]["path"], root / "compile" / "Programs" / name / f"{name}.mpc")
+    shutil.copyfile(directory / files.program, root / "compile" / "Programs" / name / f"{name}.mpc", follow_symlinks=False)
     return root
 
 
-def public_roles(manifest: dict) -> set[str]:
-    """The file roles every player reads as public input: the parameters with --weights public, the
-    sparsity pattern with --sparsity public."""
-    roles = {"sparsity_pattern"}
-    if manifest["protocol"].get("weights") == "public":
-        roles.add("parameter")
-    return roles
-
-
-def player_root(root: Path, player: int, directory: Path, manifest: dict, runtime: Path, data_setup: Path) -> Path:
-    """Player p's own run root, as on its own host: the runtime's set-up and the compiled program; the
-    build's data folder (the P0 files) only for player 0; players 1 and 2 get the files every player reads
-    as public input (public_roles), never the input."""
+def player_root(root: Path, player: int, directory: Path, files: HandOff, runtime: Path, data_setup: Path) -> Path:
+    """Player p's own run root, as on its own host: the runtime's set-up, the compiled program and exactly
+    the build files the hand-off gives that player (hand_off.py: player 0 its parameters, pattern and
+    inputs, never the expected outputs; players 1 and 2 only what every player reads as public input)."""
     mine = root / f"P{player}"
     mine.mkdir()
     for name in ("PlayerBinary.x", "Circuits", "Cert-Store"):
         (mine / name).symlink_to(runtime / name)
     shutil.copytree(data_setup, mine / "Data", ignore=shutil.ignore_patterns("Memory-P*"))
-    if player == 0:
-        shutil.copytree(directory / manifest["data_folder"], mine / "Data" / manifest["data_folder"])
-    else:
-        public = public_roles(manifest)
-        for entry in manifest["files"]:
-            if entry["role"] in public:
-                (mine / "Data" / entry["path"]).parent.mkdir(parents=True, exist_ok=True)
-                shutil.copy(directory / entry["path"], mine / "Data" / entry["path"])
+    for path in files.data_files[player]:
+        (mine / "Data" / path).parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(directory / path, mine / "Data" / path, follow_symlinks=False)
     shutil.copytree(root / "compile" / "Programs", mine / "Programs")
     return mine
 
 
-def data_files(root: Path, manifest: dict) -> int:
-    folder = root / "Data" / manifest["data_folder"]
+def data_files(root: Path, files: HandOff) -> int:
+    folder = root / "Data" / files.data_folder
     return sum(1 for p in folder.rglob("*") if p.is_file()) if folder.exists() else 0
 
 
@@ -214,26 +218,38 @@ def compile_bytecode(root: Path, name: str, compiler: Path) -> float:
         code = subprocess.call([sys.executable, "-c", _COMPILE_BOOT, str(compiler / "compile-mamba.py"), "-n", "-r", "-s",
                                 f"Programs/{name}"], cwd=root, env=env, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
     if code != 0 or not (root / "Programs" / name / f"{name}.sch").is_file():
-        raise VerificationFailed(f"the MAMBA compiler failed on {name} (exit {code}):\n{_tail(log, 12)}")
+        raise VerificationFailed(f"the MAMBA compiler failed on {name} (exit {code}):\n{tail(log, 12)}")
     return time.perf_counter() - started
 
 
-def start_players(roots: list[Path], name: str, answers: Path, timeout: float) -> tuple[list[int], float, list[int], list[Path]]:
-    """Start player p in roots[p] with the IO answers on its stdin; wait, stop on failure or timeout."""
+def check_outcome(log: Path) -> str | None:
+    """The runtime check's outcome in a (filtered) player-0 log: "passed", the failure line, or None."""
+    try:
+        with open(log, errors="replace") as lines:
+            return runtime_check.outcome(lines)
+    except OSError:
+        return None
+
+
+def start_players(roots: list[Path], name: str, answers: Path, timeout: float, log_dir: Path) -> tuple[list[int], float, list[int], list[Path]]:
+    """Start player p in roots[p] with the IO answers on its stdin, its output streamed and filtered into
+    log_dir/P<p>.log; wait, stop on failure or timeout. A runtime the program's check refused is reported
+    with the check's line (UserError)."""
     port = _free_port_base()
-    procs, logs, inputs, peaks = [], [], [], [0] * PARTIES
+    procs, logs, inputs, readers, peaks = [], [], [], [], [0] * PARTIES
     started = time.perf_counter()
     failed_at = None
     timed_out = False
     try:
         for player in range(PARTIES):
             root = roots[player]
-            logs.append(root / f"P{player}.log")
+            logs.append(log_dir / f"P{player}.log")
             inputs.append(open(answers, "rb"))
-            with open(logs[-1], "wb") as out:
-                procs.append(subprocess.Popen([str(root / "PlayerBinary.x"), "-pnb", str(port), str(player), f"Programs/{name}"],
-                                              cwd=root, stdin=inputs[-1], stdout=out, stderr=subprocess.STDOUT,
-                                              start_new_session=True, preexec_fn=_no_core_dumps))
+            procs.append(subprocess.Popen([str(root / "PlayerBinary.x"), "-pnb", str(port), str(player), f"Programs/{name}"],
+                                          cwd=root, stdin=inputs[-1], stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                                          start_new_session=True, preexec_fn=_no_core_dumps))
+            readers.append(FilteredLog(procs[-1].stdout, logs[-1]))
+            readers[-1].start()
         while True:
             codes = [p.poll() for p in procs]
             for i, p in enumerate(procs):
@@ -255,14 +271,21 @@ def start_players(roots: list[Path], name: str, answers: Path, timeout: float) -
             _stop(p)
         for handle in inputs:
             handle.close()
+        for reader in readers:
+            reader.join(30)
     codes = [p.returncode for p in procs]
     wall = time.perf_counter() - started
+    outcome = check_outcome(logs[0])
+    if outcome not in (None, "passed"):
+        raise UserError(f"refused: {outcome}")
     if timed_out:
-        raise VerificationFailed(f"timeout after {timeout:.0f} s; players stopped. Player 0's last lines:\n{_tail(logs[0])}")
+        raise VerificationFailed(f"timeout after {timeout:.0f} s; players stopped. Player 0's last lines:\n{tail(logs[0])}")
     bad = [i for i, c in enumerate(codes) if c != 0]
     if bad:
         first = bad[0]
-        raise VerificationFailed(f"player {first} failed (exit {codes[first]}); its last log lines:\n{_tail(logs[first])}")
+        raise VerificationFailed(f"player {first} failed (exit {codes[first]}); its last log lines:\n{tail(logs[first])}")
+    if outcome != "passed":
+        raise VerificationFailed(f"the program's runtime check printed nothing (a program without it?); player 0's log: {logs[0]}")
     return codes, wall, peaks, logs
 
 
@@ -274,42 +297,37 @@ def run(opts: RunOptions, progress=print) -> RunResult:
     if opts.parties != PARTIES:
         raise UserError(f"--parties {opts.parties}: only the runtime's 3-party Shamir set-up is supported")
     # the same checks as verify, before any player starts: a file that is not what the model and the
-    # recorded options produce (tampered, unlisted, outside the directory) stops the run here
+    # recorded options produce (tampered, unlisted, outside the directory) stops the run here; every path
+    # used below comes from the entries just checked
     manifest, fx, graph, parsed, _ = load_reference(opts.directory, None, opts.trust_pickle, opts.trust_torchscript)
     rederive(opts.directory, manifest, graph, fx, parsed)
+    files = hand_off(manifest)
     runtime, data_setup = find_runtime(opts.runtime)
     compiler = find_compiler(runtime, opts.compiler)
-    name = manifest["program"]["name"]
-    LOCK.touch(exist_ok=True)
-    with open(LOCK, "w") as lock:
-        try:
-            fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except OSError:
-            raise UserError("another mpc-export run is in progress (each needs ~11.5 GB); wait for it to finish") from None
-        root = stage_compile_root(opts.directory, manifest, data_setup)
+    name = files.program_name
+    estimate = estimate_seconds(manifest)
+    timeout = opts.timeout if opts.timeout is not None else default_timeout(estimate)
+    with run_lock():
+        root = stage_compile_root(opts.directory, files, data_setup)
         try:
             progress(f"compiling {name} to bytecode")
             compile_s = compile_bytecode(root / "compile", name, compiler)
-            roots = [player_root(root, p, opts.directory, manifest, runtime, data_setup) for p in range(PARTIES)]
-            held = [data_files(r, manifest) for r in roots]
-            progress(f"running {PARTIES} players on 127.0.0.1, each in its own run root; the P0 files "
-                     f"({held[0]}) are in player 0's only")
+            roots = [player_root(root, p, opts.directory, files, runtime, data_setup) for p in range(PARTIES)]
+            held = [data_files(r, files) for r in roots]
+            log_dir = fresh_directory(opts.directory / "run-logs", "run")
+            progress(f"running {PARTIES} players on 127.0.0.1, each in its own run root (player 0 holds {held[0]} build "
+                     f"file(s), players 1 and 2 {held[1]}); estimated {estimate / 60:.1f} min of player time from the cost "
+                     f"report, timeout {timeout / 60:.0f} min; logs in {log_dir}")
             try:
-                _, wall, peaks, logs = start_players(roots, name, opts.directory / "io_answers.txt", opts.timeout)
+                _, wall, peaks, logs = start_players(roots, name, opts.directory / files.answers, timeout, log_dir)
             finally:
                 for r in roots:
                     for dump in (r / "Data").glob("Memory-P*"):
                         dump.unlink()
-                saved = opts.log or (opts.directory / "run-logs" / "P0.log")
-                saved.parent.mkdir(parents=True, exist_ok=True)
-                for p, r in enumerate(roots):
-                    log = r / f"P{p}.log"
-                    if log.exists():
-                        shutil.copy(log, saved if p == 0 else saved.parent / log.name)
-            logits = parse_mpc_log(saved)
+            logits = parse_mpc_log(logs[0])
             if opts.execution is not None:
                 logits = {k: v for k, v in logits.items() if k == opts.execution}
-            return RunResult(True, wall, compile_s, logits, saved, peaks, held, root if opts.keep else None)
+            return RunResult(True, wall, compile_s, logits, logs[0], peaks, held, "passed", estimate, root if opts.keep else None)
         finally:
             if not opts.keep:
                 shutil.rmtree(root, ignore_errors=True)
