@@ -15,6 +15,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import re
 import tempfile
 import time
 from pathlib import Path
@@ -28,6 +29,15 @@ from runtime_scaling import requirement  # the compiler's count, one helper for 
 
 ROOT = Path(__file__).resolve().parents[1]
 SHARED = ROOT.parent / "shared"
+
+
+def traffic(log: Path) -> dict:
+    """What player 0's runtime reported sending ("Sent N elements in R rounds"), and the filtered lines."""
+    text = log.read_text(errors="replace")
+    sent = re.findall(r"Sent (\d+) elements in (\d+) rounds", text)
+    omitted = re.findall(r"\[mpc-export: ([\d,]+) lines", text)
+    return {"elements_sent": int(sent[-1][0]) if sent else None, "runtime_rounds": int(sent[-1][1]) if sent else None,
+            "log_lines_omitted": int(omitted[0].replace(",", "")) if omitted else 0}
 
 
 def main() -> None:
@@ -65,6 +75,10 @@ def main() -> None:
             "triples": triples,
             "bits": bits,
             "cost_report": {k: manifest["cost"]["totals"][k] for k in ("multiplications", "truncations", "comparisons", "triples", "bits", "rounds")},
+            "runtime_check": result.runtime_check,
+            "runtime": os.environ.get("FANNG_RUNTIME_DESCRIPTION", "FANNG-MPC, ../shared/tools/fanng-runtime/build (secure by default)"),
+            "runtime_traffic": traffic(result.log_path),
+            "estimate_s": round(result.estimate_s, 1),
             "players_s": round(result.wall_s, 1),
             "compile_s": round(result.compile_s, 1),
             "total_s": round(total_s, 1),

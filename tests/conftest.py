@@ -53,6 +53,20 @@ def seed_build(tmp_path_factory):
     return out, manifest
 
 
+@pytest.fixture(scope="session")
+def runtime():
+    """The FANNG-MPC runtime (secure build), from $FANNG_RUNTIME or built once from ../shared."""
+    import subprocess
+
+    if os.environ.get("FANNG_RUNTIME"):
+        return os.environ["FANNG_RUNTIME"]
+    build = need_shared(SHARED / "tools" / "fanng-runtime" / "build")
+    proc = subprocess.run([str(build)], capture_output=True, text=True, timeout=900)
+    if proc.returncode != 0:
+        pytest.skip(f"the FANNG-MPC runtime could not be built here: {proc.stderr.strip()[-300:]}")
+    return proc.stdout.strip().splitlines()[-1]
+
+
 @pytest.fixture(autouse=True)
 def _isolated_cache(tmp_path, monkeypatch):
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))

@@ -21,17 +21,6 @@ pytestmark = pytest.mark.runtime
 COMPILER_DIR = SHARED / "tools" / "mamba-compiler"
 
 
-@pytest.fixture(scope="module")
-def runtime():
-    if os.environ.get("FANNG_RUNTIME"):
-        return os.environ["FANNG_RUNTIME"]
-    build = need_shared(SHARED / "tools" / "fanng-runtime" / "build")
-    proc = subprocess.run([str(build)], capture_output=True, text=True, timeout=900)
-    if proc.returncode != 0:
-        pytest.skip(f"the FANNG-MPC runtime could not be built here: {proc.stderr.strip()[-300:]}")
-    return proc.stdout.strip().splitlines()[-1]
-
-
 def players_left(root_hint="mpc-export-run-"):
     proc = subprocess.run(["pgrep", "-f", root_hint], capture_output=True, text=True)
     return [p for p in proc.stdout.split() if p]
