@@ -264,6 +264,64 @@ def run(
                                  f"{' or changes a prediction' if not same_class else ''}; first at {m.get('first_difference')}")
 
 
+def _hosts(text: str) -> list[str]:
+    return [h.strip() for h in text.split(",")]
+
+
+@app.command(short_help="a root CA and one certificate and key per player, for three hosts")
+def certs(
+    hosts: str = typer.Option(..., "--hosts", metavar="H0,H1,H2", help="the three players' addresses or host names"),
+    out: Path = typer.Option(..., "--out", metavar="DIR", help="new directory for RootCA.crt/.key and Player1..3.crt/.key"),
+):
+    """Make a fresh root CA and one certificate and key per player (CN P1..P3, as FANNG-MPC's NetworkData.txt
+    names them). Give each party only its own key, through `mpc-export bundle`; keep RootCA.key offline."""
+    from ..deploy.certs import make_certificates
+
+    made = make_certificates(_hosts(hosts), out)
+    console.print(f"certificates for {hosts} in {made.directory} (keys mode 0600; RootCA.key stays with you); "
+                  f"next: mpc-export bundle DIR --out BUNDLES --hosts {hosts} --certs {out}", soft_wrap=True, highlight=False)
+
+
+@app.command(short_help="one directory per party holding exactly what that party receives")
+def bundle(
+    directory: Path = typer.Argument(..., metavar="DIR", help="directory written by build"),
+    out: Path = typer.Option(..., "--out", metavar="BUNDLES", help="new directory for player-0/, player-1/, player-2/"),
+    hosts: str = typer.Option(..., "--hosts", metavar="H0,H1,H2", help="the three players' addresses or host names"),
+    certs_dir: Path = typer.Option(..., "--certs", metavar="CERTS", help="directory written by mpc-export certs"),
+    port_base: int = typer.Option(14000, "--port-base", metavar="P", help="player p listens on P + p"),
+    trust_pickle: bool = typer.Option(False, "--trust-pickle", help="the model is a pickled nn.Module you trust (loading runs its code)"),
+    trust_torchscript: bool = typer.Option(False, "--trust-torchscript", help="the model is a TorchScript file you trust (loading runs its code)"),
+):
+    """Check the build as run does, then write one bundle per party: the program, the IO answers, the data
+    files that party receives (player 0: parameters and inputs; players 1 and 2: only public ones), the
+    hosts' NetworkData.txt, the certificates with only that party's key, run-player.sh and FILES.sha256."""
+    from ..deploy.bundle import write_bundles
+
+    written = write_bundles(directory, out, _hosts(hosts), certs_dir, port_base,
+                            trust_pickle=trust_pickle, trust_torchscript=trust_torchscript)
+    for path in written:
+        files = sum(1 for p in path.rglob("*") if p.is_file())
+        console.print(f"{path}: {files} files", soft_wrap=True, highlight=False)
+    console.print("hand each party its directory; each runs `mpc-export check-bundle player-<p>` (or sha256sum -c "
+                  "FILES.sha256) and then `./run-player.sh RUNTIME_DIR [COMPILER_DIR]` on its host", highlight=False)
+
+
+@app.command(name="check-bundle", short_help="check a party's bundle against its FILES.sha256")
+def check_bundle_command(
+    bundle_dir: Path = typer.Argument(..., metavar="BUNDLE", help="one party's directory written by mpc-export bundle"),
+):
+    """Re-hash every file of BUNDLE against its FILES.sha256: a changed, missing or unlisted file, a link or
+    a path outside the bundle fails (exit 1)."""
+    from ..deploy.bundle import check_bundle
+
+    problems = check_bundle(bundle_dir)
+    if problems:
+        for problem in problems:
+            console.print(f"- {problem}", highlight=False, markup=False)
+        raise VerificationFailed(f"{bundle_dir}: {len(problems)} problem(s) with the bundle (listed above)")
+    console.print(f"{bundle_dir}: every file matches FILES.sha256", highlight=False)
+
+
 @app.command(short_help="list every problem that keeps MODEL from exporting")
 def check(
     model: Path = typer.Argument(..., metavar="MODEL", help="model file (.pth state_dict, .onnx, TorchScript)"),

@@ -1,0 +1,123 @@
+"""Three hosts for real, on one machine: each player runs in its own Linux network namespace (its own
+address on a bridge that lives in a fourth namespace: traffic only between them, nothing on the host's
+network), from its own bundle only (`mpc-export bundle`), with certificates from `mpc-export certs`; the
+logits equal the reference. The namespaces are created here and removed afterwards, also on failure.
+Skips with a message where `ip netns` is not permitted (it needs root)."""
+
+import json
+import os
+import re
+import shutil
+import subprocess
+import time
+import uuid
+from pathlib import Path
+
+import pytest
+
+from conftest import SHARED, need_shared, run_cli
+from small_models import SmallAvg, build_small
+from test_runtime import players_left
+
+pytestmark = pytest.mark.runtime
+
+COMPILER_DIR = SHARED / "tools" / "mamba-compiler"
+
+
+def _ip(*args, check=True):
+    return subprocess.run(["ip", *args], capture_output=True, text=True, check=check, timeout=30)
+
+
+class Namespaces:
+    """Three player namespaces and one bridge namespace, named uniquely; ``close`` removes all four (and
+    with them every veth and the bridge)."""
+
+    def __init__(self):
+        tag = uuid.uuid4().hex[:8]
+        self.players = [f"mpcx-{tag}-p{p}" for p in range(3)]
+        self.bridge = f"mpcx-{tag}-br"
+        subnet = 100 + int(tag[:2], 16) % 100  # 10.<subnet>.77.0/24, private and only inside the namespaces
+        self.addresses = [f"10.{subnet}.77.{p + 1}" for p in range(3)]
+        self.created = []
+
+    def open(self):
+        for name in [self.bridge, *self.players]:
+            _ip("netns", "add", name)
+            self.created.append(name)
+        _ip("-n", self.bridge, "link", "add", "br0", "type", "bridge")
+        _ip("-n", self.bridge, "link", "set", "br0", "up")
+        for p, (name, address) in enumerate(zip(self.players, self.addresses)):
+            _ip("-n", name, "link", "add", "eth0", "type", "veth", "peer", "name", f"port{p}", "netns", self.bridge)
+            _ip("-n", self.bridge, "link", "set", f"port{p}", "master", "br0", "up")
+            _ip("-n", name, "addr", "add", f"{address}/24", "dev", "eth0")
+            _ip("-n", name, "link", "set", "eth0", "up")
+            _ip("-n", name, "link", "set", "lo", "up")
+        return self
+
+    def close(self):
+        for name in reversed(self.created):
+            _ip("netns", "del", name, check=False)
+
+
+@pytest.fixture
+def namespaces():
+    if os.geteuid() != 0 or shutil.which("ip") is None:
+        pytest.skip("three-host test: needs root and iproute2's `ip netns` (not permitted here)")
+    probe = f"mpcx-probe-{uuid.uuid4().hex[:8]}"
+    proc = _ip("netns", "add", probe, check=False)
+    if proc.returncode != 0:
+        pytest.skip(f"three-host test: `ip netns add` is not permitted here ({proc.stderr.strip()})")
+    _ip("netns", "del", probe, check=False)
+    spaces = Namespaces()
+    try:
+        yield spaces.open()
+    finally:
+        spaces.close()
+        left = _ip("netns", "list", check=False).stdout
+        assert not any(name in left for name in [spaces.bridge, *spaces.players])
+
+
+def test_three_players_in_three_network_namespaces_each_from_its_own_bundle(namespaces, runtime, tmp_path, capsys):
+    out = build_small(SmallAvg, tmp_path, capsys)
+    manifest = json.loads((out / "manifest.json").read_text())
+    hosts = ",".join(namespaces.addresses)
+    code, stdout, err = run_cli(["certs", "--hosts", hosts, "--out", tmp_path / "certs"], capsys)
+    assert code == 0, err
+    code, stdout, err = run_cli(["bundle", out, "--out", tmp_path / "bundles", "--hosts", hosts, "--certs", tmp_path / "certs",
+                                 "--port-base", "14100"], capsys)
+    assert code == 0, err
+    bundles = [tmp_path / "bundles" / f"player-{p}" for p in range(3)]
+    compiler = need_shared(COMPILER_DIR)
+    procs, logs = [], []
+    try:
+        for p, (name, bundle) in enumerate(zip(namespaces.players, bundles)):
+            logs.append(open(tmp_path / f"P{p}.log", "wb"))
+            procs.append(subprocess.Popen(["ip", "netns", "exec", name, "bash", str(bundle / "run-player.sh"), str(runtime), str(compiler)],
+                                          stdout=logs[-1], stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True))
+        deadline = time.monotonic() + 300
+        while time.monotonic() < deadline and any(proc.poll() is None for proc in procs):
+            if any(proc.poll() not in (None, 0) for proc in procs):
+                time.sleep(5)
+                break
+            time.sleep(0.5)
+    finally:
+        for proc in procs:
+            if proc.poll() is None:
+                os.killpg(proc.pid, 9)
+                proc.wait()
+        for log in logs:
+            log.close()
+    texts = [(tmp_path / f"P{p}.log").read_text(errors="replace") for p in range(3)]
+    assert [proc.returncode for proc in procs] == [0, 0, 0], "\n".join(t[-1500:] for t in texts)
+    assert "RUNTIME CHECK passed" in texts[0]
+    logged = {(int(e), int(j)): int(v) for e, j, v in re.findall(r"LOGIT (\d+) (\d+) (-?\d+)", texts[0])}
+    for execution in manifest["executions"]:
+        assert [logged[(execution["index"], j)] for j in range(len(execution["logits"]))] == execution["logits"]
+    # each player's run root was made from its own bundle only: no other party's key, no input on 1 and 2
+    inputs = {Path(f["path"]).name for f in manifest["files"] if f["role"] == "input"}
+    for p, bundle in enumerate(bundles):
+        names = {q.name for q in (bundle / "run").rglob("*")}
+        assert {f"Player{q + 1}.key" for q in range(3)} & names == {f"Player{p + 1}.key"}
+        assert not names & {f"MKey-{q}.key" for q in range(3) if q != p}
+        assert (inputs <= names) == (p == 0) and not any(n.endswith(".output.txt") for n in names)
+    assert not players_left("PlayerBinary.x -pnb 14100")
