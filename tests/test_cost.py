@@ -139,16 +139,29 @@ def assert_compiler_count_equals_report(manifest, program, tmp_path):
     assert (triples, bits) == (want_triples, want_bits)
 
 
-# rounds per call measured with this compiler (../shared/notes/mpc-cost-facts.md), an oracle from outside
-MEASURED_ROUNDS = {("LTZ", 12): 5, ("LTZ", 16): 5, ("LTZ", 20): 6, ("LTZ", 22): 6, ("LTZ", 24): 6, ("LTZ", 28): 6,
-                   ("LTZ", 32): 6, ("LTZ", 36): 7, ("LTZ", 41): 7, ("LTZ", 43): 7, ("LTZ", 64): 7, ("LTZ", 82): 8,
-                   ("Trunc", 82, 24): 6, ("Trunc", 84, 26): 6, ("Trunc", 41, 12): 5, ("Trunc", 82, 12): 5,
-                   ("Trunc", 43, 2): 2, ("TruncPr", 82, 24): 1, ("TruncPr", 41, 12): 1}
+# the protocol calls whose price and rounds are checked against the compiler
+CALLS = [("LTZ", 12), ("LTZ", 16), ("LTZ", 20), ("LTZ", 22), ("LTZ", 24), ("LTZ", 28), ("LTZ", 32), ("LTZ", 36), ("LTZ", 41),
+         ("LTZ", 43), ("LTZ", 64), ("LTZ", 82), ("Trunc", 82, 24), ("Trunc", 84, 26), ("Trunc", 41, 12), ("Trunc", 82, 12),
+         ("Trunc", 43, 2), ("TruncPr", 82, 24), ("TruncPr", 41, 12)]
 
 
-@pytest.mark.parametrize("call", sorted(MEASURED_ROUNDS, key=str), ids=str)
+def openings(tmp_root, body: str) -> int:
+    """Open instructions of one call, from the compiled program minus the same program without it: with
+    -n (as FANNG's compile.sh and run compile) each is one network round trip."""
+    def count(name, text):
+        folder = Path(tmp_root) / name
+        folder.mkdir(parents=True, exist_ok=True)
+        (folder / f"{name}.mpc").write_text(MICRO.format(body=text))
+        proc = subprocess.run([str(COMPILER), str(folder)], capture_output=True, text=True, timeout=300)
+        assert proc.returncode == 0, proc.stderr[-1500:]
+        return json.loads(proc.stdout.strip().splitlines()[-1])["key"]["startopen"]["n"]
+
+    return count("open_" + str(abs(hash(body))), body) - count("open_base", "r = a")
+
+
+@pytest.mark.parametrize("call", CALLS, ids=str)
 def test_each_protocol_is_priced_as_the_compiler_counts_it(call, tmp_path):
-    """Triples and random bits per element from the compiler itself; rounds from the measured table."""
+    """Triples and random bits per element, and rounds (open instructions) per call, from the compiler."""
     from mpc_export.ops.protocol import Comparison, Truncation
 
     need_shared(COMPILER)
@@ -158,4 +171,13 @@ def test_each_protocol_is_priced_as_the_compiler_counts_it(call, tmp_path):
         exact = call[0] == "Trunc"
         step, body = Truncation("x", call[1], call[2], exact, 1, 1), _body(f"{call[1]},{call[2]},{'exact' if exact else 'p'}")
     assert step.price(40) == price(str(tmp_path / "micro"), body)
-    assert step.rounds_per_call == MEASURED_ROUNDS[call]
+    assert step.rounds_per_call == openings(str(tmp_path / "opens"), body)
+
+
+def test_a_product_instruction_is_one_round(tmp_path):
+    from mpc_export.ops.protocol import Products
+
+    need_shared(COMPILER)
+    assert Products("x", 1, 1).rounds_per_call == openings(str(tmp_path / "opens"), "r = a * a")
+    assert Products("x", 1, 9, instructions=9).rounds_per_call == openings(
+        str(tmp_path / "opens9"), "r = a * a\n" + "\n".join("r = r + a * a" for _ in range(8)))

@@ -70,6 +70,12 @@ def test_real_run_in_exact_mode_equals_the_reference(module_cls, convolution, ru
     for execution in manifest["executions"]:
         e = execution["index"]
         assert [logged[(e, j)] for j in range(3)] == execution["logits"]
+    if not debug:  # the cost report's rounds are the runtime's own count (--debug prints add one per value)
+        sent = re.findall(r"Sent \d+ elements in (\d+) rounds", (_latest_logs(out) / "P0.log").read_text())
+        rows, once = manifest["cost"]["layers"], set(manifest["cost"]["once_per_program"])
+        predicted = sum(r["rounds"] for r in rows if r["node"] in once) \
+            + len(manifest["executions"]) * sum(r["rounds"] for r in rows if r["node"] not in once)
+        assert sent and int(sent[-1]) == predicted
     if debug:
         layers = re.findall(r"layer (\S+): (\d+) values, max \|MPC - reference\| = (\d+) ulp, bound (\d+) ulp",
                             " ".join(stdout.split()))

@@ -166,7 +166,7 @@ def build(opts: BuildOptions, progress=None) -> dict:
             "passes": [{"pass": n, "rewrites": c} for n, c in passes],
             "layers": [{"name": n.name, "op": n.op, "shape": list(n.shape), "origin": n.origin} for n in graph.nodes],
             "budget": {"tensors": budget.tensors, "stages": [s.as_dict() for s in budget.stages]},
-            "cost": {**total_cost(graph, fx), "options": cost_of_options(graph, fx)},
+            "cost": {**total_cost(graph, fx, params), "options": cost_of_options(graph, fx, params)},
             "input_values_per_channel": {str(f["channel"]): f["count"] for f in files if "channel" in f},
             "executions": [{"index": i.execution, "channel": i.channel, "path": i.path, "source": sources[i.execution],
                             "logits": [int(v) for v in outputs[graph.output.name][i.execution]],

@@ -119,7 +119,8 @@ def _headroom_table(console: Console, s: dict) -> None:
 def cost_report(console: Console, manifest: dict) -> None:
     protocol = manifest.get("protocol", {})
     t = table(f"cost per execution of {Path(manifest['program']['path']).name} ({protocol.get('truncation', '?')} "
-              f"truncation, {protocol.get('convolution', '?')} convolutions)",
+              f"truncation, {protocol.get('convolution', '?')} convolutions; the runtime check and the parameters' "
+              "input once per program)",
               ["layer", "products", "truncs", "compars", "triples", "bits", "rounds", "zero w"],
               right=("products", "truncs", "compars", "triples", "bits", "rounds", "zero w"))
     for row in manifest["cost"]["layers"]:
@@ -134,7 +135,8 @@ def cost_report(console: Console, manifest: dict) -> None:
     console.print(f"total: {total['multiplications']:,} secret products, {total['truncations']:,} truncations, "
                   f"{total['comparisons']:,} comparisons; {total['triples']:,} triples and {total['bits']:,} random bits "
                   "(the preprocessing the MAMBA compiler's \"Program requires\" line counts); "
-                  f"{total['rounds']:,} rounds (each run-time loop iteration's protocol calls in sequence)",
+                  f"{total['rounds']:,} rounds (network round trips: every opening and private-input instruction, as the "
+                  "runtime counts them)",
                   highlight=False)
     values = manifest.get("input_values_per_channel", {})
     console.print("values input per channel: " + ", ".join(f"{ch}: {n:,}" for ch, n in values.items()), highlight=False)

@@ -199,6 +199,20 @@ def render_program(graph: Graph, fx: FixedSpec, params: list[ParamFile], inputs:
     return text
 
 
+def input_output_rounds(graph: Graph, fx: FixedSpec, params: list[ParamFile]) -> tuple[int, int]:
+    """Rounds (network exchanges) the program spends on input and output, as the runtime counts them:
+    (once per program: one per private-input instruction reading the secret parameters, READ_CHUNK values
+    each; per execution: the input's private-input instructions and one opening per printed logit).
+    Public reads (public weights, the sparsity pattern) exchange nothing. --debug prints, one opening per
+    printed value, are not included."""
+    def instructions(count: int) -> int:
+        return -(-count // READ_CHUNK)
+
+    parameters = 0 if fx.protocol.public_weights else sum(instructions(sum(pf.count for pf in tensors))
+                                                          for _, _, tensors in files_of(params))
+    return parameters, instructions(_prod(graph.input_shape)) + _prod(graph.output.shape)
+
+
 def channel_open_order(params: list[ParamFile], inputs: list[InputFile], pattern: PatternFile | None = None) -> list[tuple[int, str]]:
     """(channel, path) in the order the program opens them: execution 0's input, the parameters, the
     public pattern (if any), then the inputs of executions 1.. (each read right before its execution runs)."""

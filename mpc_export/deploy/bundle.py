@@ -296,7 +296,7 @@ def write_file_list(directory: Path) -> None:
 
 def _selection(manifest: dict):
     """The hand-off of a checked build (run/hand_off.py: the rule `mpc-export run` uses; players 1 and 2
-    get only what run.runtime.public_roles names, never an input; nobody an expected output), with the
+    get only what run.hand_off.public_roles names, never an input; nobody an expected output), with the
     stricter names a bundle needs: the program name for run-player.sh, plain paths for FILES.sha256."""
     from ..run.hand_off import hand_off
 

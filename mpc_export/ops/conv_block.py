@@ -160,11 +160,11 @@ class ConvBlock(Op):
         if not secret_weights:
             steps = []
         elif mode == "winograd":
-            steps = [Products("Winograd products", o * i, 16 * g["conv_grid"] // 4)]
+            steps = [Products("Winograd products", o * i, 16 * g["conv_grid"] // 4, instructions=16)]  # one per tile position
         elif mode == "sparse":  # one run-time iteration per non-zero weight (the public pattern's entries)
             steps = [Products("non-zero weight taps", _nonzero_taps(node), g["conv_grid"])]
         else:
-            steps = [Products("convolution taps", o * i, kh * kw * g["conv_grid"])]
+            steps = [Products("convolution taps", o * i, kh * kw * g["conv_grid"], instructions=kh * kw)]  # one per tap
         if a.get("pre_pool"):  # max(max(max(t0, t1), t2), t3): three comparisons in sequence
             steps += pairwise_maxima("accumulator", 2 * k + extra, 3 * o, [g["value_grid"]], scale_bits=extra)
         if a.get("affine", True):

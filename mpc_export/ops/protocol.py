@@ -10,11 +10,16 @@
 Units: ``calls`` is how many times the program invokes the step per execution, one after the other (run-time
 loop iterations); ``elements`` is the vector length of each call. Prices are those of FANNG-MPC's MAMBA
 compiler (``Compiler/AdvInteger.py``), checked against the compiler itself by tests/test_cost.py.
+
+Rounds are the openings the program makes, each a network round trip: FANNG's compile.sh (and ``run``)
+compile with ``-n``, which does not merge independent openings, so every secret-product instruction and
+every opening inside a protocol is its own exchange. This is what the runtime counts ("Sent N elements in
+R rounds": one per open instruction and per private-input instruction); the seed model's prediction equals
+its count exactly (2,110,404 before the runtime check).
 """
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass, field, replace
 
 
@@ -33,9 +38,12 @@ class Products:
 
     what: str
     calls: int
-    elements: int
+    elements: int  # all instructions of one call together
+    instructions: int = 1  # separate product instructions per call (e.g. one per kernel tap): one opening each
 
-    rounds_per_call = 1
+    @property
+    def rounds_per_call(self) -> int:
+        return self.instructions
 
     def price(self, kappa: int) -> tuple[int, int]:
         """(triples, random bits) per element."""
@@ -71,7 +79,7 @@ class Truncation:
 
     @property
     def rounds_per_call(self) -> int:
-        return _trunc_rounds(self.shift) if self.exact else 1
+        return _trunc_openings(self.shift) if self.exact else 1
 
     @property
     def rounding_ulp(self) -> int:
@@ -101,7 +109,7 @@ class Comparison:
 
     @property
     def rounds_per_call(self) -> int:
-        return _trunc_rounds(self.bit_length - 1)
+        return _trunc_openings(self.bit_length - 1)
 
     def price(self, kappa: int) -> tuple[int, int]:
         return _carry_out_triples(self.bit_length - 1), self.bit_length + kappa
@@ -201,6 +209,7 @@ def _carry_out_triples(m: int) -> int:
     return count
 
 
-def _trunc_rounds(m: int) -> int:
-    """Rounds of an exact truncation by m bits: one opening, then the carry tree's depth."""
-    return 1 + (math.ceil(math.log2(m)) if m > 1 else 0)
+def _trunc_openings(m: int) -> int:
+    """Openings of an exact truncation by m bits (LTZ(k): m = k - 1): the masked value, then one per product
+    instruction of the carry tree (the compiler does not merge them under -n)."""
+    return 1 + _carry_out_triples(m)

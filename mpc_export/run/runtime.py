@@ -30,7 +30,7 @@ from pathlib import Path
 
 from ..codegen import runtime_check
 from ..errors import UserError, VerificationFailed
-from .hand_off import PARTIES, HandOff, hand_off, public_roles  # noqa: F401 (public_roles: the hand-off's rule)
+from .hand_off import PARTIES, HandOff, hand_off
 from .lock import run_lock
 from .logs import FilteredLog, fresh_directory, tail
 

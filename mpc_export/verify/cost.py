@@ -11,6 +11,7 @@ from __future__ import annotations
 import numpy as np
 
 from ..codegen import runtime_check
+from ..codegen.render import input_output_rounds
 
 SUMMED = ("multiplications", "truncations", "comparisons", "triples", "bits", "rounds")
 
@@ -26,7 +27,16 @@ def _zero_weight_fraction(node) -> float | None:
     return float(np.mean(weight == 0)) if weight is not None and weight.size else None
 
 
-def cost_of_options(graph, fx) -> list[dict]:
+def _io_rows(graph, fx, params) -> list[dict]:
+    """The rounds outside the ops: the secret parameters' input (once) and each execution's input and
+    printed logits (codegen.render.input_output_rounds)."""
+    parameters, per_execution = input_output_rounds(graph, fx, params)
+    empty = {key: 0 for key in SUMMED}
+    return [{"node": "parameter_input", "op": "input_output", **empty, "rounds": parameters},
+            {"node": "input_and_logits", "op": "input_output", **empty, "rounds": per_execution}]
+
+
+def cost_of_options(graph, fx, params) -> list[dict]:
     """The totals this graph's program would need with each convolution, weights and sparsity option that
     go together (public sparsity needs private weights; the build's truncation and calibration kept): what
     `cost` shows next to the build's own choice."""
@@ -41,38 +51,31 @@ def cost_of_options(graph, fx) -> list[dict]:
                 protocol = replace(fx.protocol, convolution=convolution, weights=weights, sparsity=sparsity)
                 if protocol.public_weights and protocol.public_sparsity:
                     continue
-                alternative = replace(fx, protocol=protocol)
-                totals = {key: runtime_check.cost()[key] for key in ("triples", "bits", "rounds")}
-                for node in graph.nodes:
-                    cost = node.spec.cost(node, alternative)
-                    for key in totals:
-                        totals[key] += cost[key]
-                options.append({"convolution": convolution, "weights": weights, "sparsity": sparsity, **totals})
+                totals = total_cost(graph, replace(fx, protocol=protocol), params)["totals"]
+                options.append({"convolution": convolution, "weights": weights, "sparsity": sparsity,
+                                **{key: totals[key] for key in ("triples", "bits", "rounds")}})
     return options
 
 
-def total_cost(graph, fx) -> dict:
-    layers = []
-    totals = {key: 0 for key in SUMMED}
-    by_shape: dict = {}
-    by_bits: dict = {}
-    check = runtime_check.cost()
-    layers.append({"node": "runtime_check", "op": "runtime_check", **check, "weight_zero_fraction": None})
-    for key in SUMMED:
-        totals[key] += check[key]
+def total_cost(graph, fx, params) -> dict:
+    """Per row and in total: the runtime check and the parameters' input (once per program), then one
+    execution (its input and logits, then every op). A build with E executions needs the once-per-program
+    rows once and the others E times; the totals are for one execution."""
+    rows = [{"node": "runtime_check", "op": "runtime_check", **runtime_check.cost()}, *_io_rows(graph, fx, params)]
+    for row in rows:
+        row["weight_zero_fraction"] = None
     for node in graph.nodes:
-        cost = node.spec.cost(node, fx)
         zero_fraction = _zero_weight_fraction(node)
-        layers.append({"node": node.name, "op": node.op, **cost,
-                       "weight_zero_fraction": None if zero_fraction is None else round(zero_fraction, 4)})
-        for key in SUMMED:
-            totals[key] += cost[key]
-        _merge(by_shape, cost["truncations_by_shape"])
-        _merge(by_bits, cost["comparisons_by_bits"])
-    totals["truncations_by_shape"] = by_shape
-    totals["comparisons_by_bits"] = by_bits
+        rows.append({"node": node.name, "op": node.op, **node.spec.cost(node, fx),
+                     "weight_zero_fraction": None if zero_fraction is None else round(zero_fraction, 4)})
+    totals = {key: sum(row[key] for row in rows) for key in SUMMED}
+    totals["truncations_by_shape"], totals["comparisons_by_bits"] = {}, {}
+    for row in rows:
+        _merge(totals["truncations_by_shape"], row.get("truncations_by_shape", {}))
+        _merge(totals["comparisons_by_bits"], row.get("comparisons_by_bits", {}))
     return {
         "protocol": fx.protocol.as_dict(),
-        "layers": layers,
+        "layers": rows,
         "totals": totals,
+        "once_per_program": ["runtime_check", "parameter_input"],
     }
