@@ -1,7 +1,8 @@
 """Three hosts for real, on one machine: each player runs in its own Linux network namespace (its own
 address on a bridge that lives in a fourth namespace: traffic only between them, nothing on the host's
-network), from its own bundle only (`mpc-export bundle`), with certificates from `mpc-export certs`; the
-logits equal the reference. The namespaces are created here and removed afterwards, also on failure.
+network), with certificates from `mpc-export certs`: player 0 as its operator starts it (`mpc-export run
+--hosts ... --party 0`), players 1 and 2 each from its own bundle only (`mpc-export bundle`, run-player.sh);
+the logits equal the reference. The namespaces are created here and removed afterwards, also on failure.
 Skips with a message where `ip netns` is not permitted (it needs root)."""
 
 import json
@@ -9,6 +10,7 @@ import os
 import re
 import shutil
 import subprocess
+import sys
 import time
 import uuid
 from pathlib import Path
@@ -77,7 +79,7 @@ def namespaces():
         assert not any(name in left for name in [spaces.bridge, *spaces.players])
 
 
-def test_three_players_in_three_network_namespaces_each_from_its_own_bundle(namespaces, runtime, tmp_path, capsys):
+def test_three_players_in_three_network_namespaces_from_bundles_and_run_hosts(namespaces, runtime, tmp_path, capsys):
     out = build_small(SmallAvg, tmp_path, capsys)
     manifest = json.loads((out / "manifest.json").read_text())
     hosts = ",".join(namespaces.addresses)
@@ -88,13 +90,18 @@ def test_three_players_in_three_network_namespaces_each_from_its_own_bundle(name
     assert code == 0, err
     bundles = [tmp_path / "bundles" / f"player-{p}" for p in range(3)]
     compiler = need_shared(COMPILER_DIR)
+    # player 0: its operator's `mpc-export run --hosts`; players 1 and 2: their bundles' run-player.sh
+    commands = [[sys.executable, "-c", "from mpc_export.cli.main import main; main()", "run", str(out), "--runtime", str(runtime),
+                 "--compiler", str(compiler), "--hosts", hosts, "--party", "0", "--certs", str(tmp_path / "certs"),
+                 "--port-base", "14100", "--timeout", "300"]]
+    commands += [["bash", str(bundle / "run-player.sh"), str(runtime), str(compiler)] for bundle in bundles[1:]]
     procs, logs = [], []
     try:
-        for p, (name, bundle) in enumerate(zip(namespaces.players, bundles)):
-            logs.append(open(tmp_path / f"P{p}.log", "wb"))
-            procs.append(subprocess.Popen(["ip", "netns", "exec", name, "bash", str(bundle / "run-player.sh"), str(runtime), str(compiler)],
-                                          stdout=logs[-1], stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True))
-        deadline = time.monotonic() + 300
+        for p, (name, command) in enumerate(zip(namespaces.players, commands)):
+            logs.append(open(tmp_path / f"P{p}.out", "wb"))
+            procs.append(subprocess.Popen(["ip", "netns", "exec", name, *command], stdout=logs[-1], stderr=subprocess.STDOUT,
+                                          stdin=subprocess.DEVNULL, start_new_session=True))
+        deadline = time.monotonic() + 400
         while time.monotonic() < deadline and any(proc.poll() is None for proc in procs):
             if any(proc.poll() not in (None, 0) for proc in procs):
                 time.sleep(5)
@@ -107,17 +114,19 @@ def test_three_players_in_three_network_namespaces_each_from_its_own_bundle(name
                 proc.wait()
         for log in logs:
             log.close()
-    texts = [(tmp_path / f"P{p}.log").read_text(errors="replace") for p in range(3)]
+    texts = [(tmp_path / f"P{p}.out").read_text(errors="replace") for p in range(3)]
     assert [proc.returncode for proc in procs] == [0, 0, 0], "\n".join(t[-1500:] for t in texts)
-    assert "RUNTIME CHECK passed" in texts[0]
-    logged = {(int(e), int(j)): int(v) for e, j, v in re.findall(r"LOGIT (\d+) (\d+) (-?\d+)", texts[0])}
+    assert "max |MPC - reference| = 0 ulp" in " ".join(texts[0].split())
+    p0_log = (out / "run-logs" / "run-1" / "P0.log").read_text()
+    assert "RUNTIME CHECK passed" in p0_log
+    logged = {(int(e), int(j)): int(v) for e, j, v in re.findall(r"LOGIT (\d+) (\d+) (-?\d+)", p0_log)}
     for execution in manifest["executions"]:
         assert [logged[(execution["index"], j)] for j in range(len(execution["logits"]))] == execution["logits"]
-    # each player's run root was made from its own bundle only: no other party's key, no input on 1 and 2
+    # players 1 and 2 ran from their own bundles only: their own key, no input, no expected output
     inputs = {Path(f["path"]).name for f in manifest["files"] if f["role"] == "input"}
-    for p, bundle in enumerate(bundles):
+    for p, bundle in enumerate(bundles[1:], start=1):
         names = {q.name for q in (bundle / "run").rglob("*")}
         assert {f"Player{q + 1}.key" for q in range(3)} & names == {f"Player{p + 1}.key"}
         assert not names & {f"MKey-{q}.key" for q in range(3) if q != p}
-        assert (inputs <= names) == (p == 0) and not any(n.endswith(".output.txt") for n in names)
+        assert not names & inputs and not any(n.endswith(".output.txt") for n in names)
     assert not players_left("PlayerBinary.x -pnb 14100")

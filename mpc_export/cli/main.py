@@ -221,11 +221,36 @@ def run(
     keep: bool = typer.Option(False, "--keep", help="keep the temporary run roots"),
     trust_pickle: bool = typer.Option(False, "--trust-pickle", help="the model is a pickled nn.Module you trust (loading runs its code)"),
     trust_torchscript: bool = typer.Option(False, "--trust-torchscript", help="the model is a TorchScript file you trust (loading runs its code)"),
+    hosts: Optional[str] = typer.Option(None, "--hosts", metavar="H0,H1,H2", help="three hosts: start only this machine's party (--party, --certs)"),
+    party: Optional[int] = typer.Option(None, "--party", metavar="P", help="with --hosts: the party this machine plays (0, 1 or 2)"),
+    certs_dir: Optional[Path] = typer.Option(None, "--certs", metavar="CERTS", help="with --hosts: the directory mpc-export certs wrote"),
+    port_base: int = typer.Option(14000, "--port-base", metavar="P", help="with --hosts: player p listens on P + p"),
 ):
-    """Run the generated program for real (3 players on 127.0.0.1) and check its logits against the reference."""
+    """Run the generated program for real (3 players on 127.0.0.1) and check its logits against the reference;
+    with --hosts, start only this machine's party (the others start from their bundles on their hosts)."""
     from ..run.runtime import RunOptions, run as run_program
     from .verify import VerifyOptions, verify as run_verify
 
+    if hosts is not None:
+        if party is None or certs_dir is None:
+            raise UserError("--hosts needs --party P (this machine's party) and --certs CERTS (from mpc-export certs)")
+        from ..deploy.party import run_party
+
+        log = run_party(directory, runtime, compiler, _hosts(hosts), party, certs_dir, port_base, timeout,
+                        trust_pickle, trust_torchscript, progress=lambda msg: err_console.print(msg, soft_wrap=True))
+        console.print(f"party {party} finished; log {log}", soft_wrap=True, highlight=False)
+        if party != 0:
+            return  # player 0 prints the logits and checks them
+        report = run_verify(VerifyOptions(directory=directory, mpc_log=log, onnx=False, min_agreement=0.0,
+                                          trust_pickle=trust_pickle, trust_torchscript=trust_torchscript))
+        m = report["mpc"]
+        console.print(f"runtime check: passed; max |MPC - reference| = {m['max_ulp_err']} ulp, bound {m['bound_ulp']} ulp",
+                      highlight=False)
+        if not m["ok"]:
+            raise VerificationFailed(f"the MPC run differs from the reference beyond the bound; first at {m.get('first_difference')}")
+        return
+    if party is not None or certs_dir is not None:
+        raise UserError("--party and --certs go with --hosts (a three-host run)")
     result = run_program(RunOptions(directory=directory, runtime=runtime, compiler=compiler, parties=parties,
                                     execution=execution, timeout=timeout, keep=keep,
                                     trust_pickle=trust_pickle, trust_torchscript=trust_torchscript),
