@@ -208,7 +208,7 @@ def test_nothing_left_behind_on_failure(tmp_path, monkeypatch):
     def boom(*args, **kwargs):
         raise OSError("disk full")
 
-    monkeypatch.setattr(certs_module, "_write_certificate", boom)
+    monkeypatch.setattr(certs_module, "write_new", boom)
     with pytest.raises(OSError):
         make_certificates(HOSTS, tmp_path / "store")
     assert list(tmp_path.iterdir()) == []

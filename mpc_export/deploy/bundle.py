@@ -51,7 +51,9 @@ import tempfile
 from pathlib import Path
 
 from ..errors import UserError, VerificationFailed
-from .certs import (PARTIES, ROOT_CERT_FILE, load_certificates, is_published_test_certificate, player_cert_file,
+from ..export.writer import sha256_file
+from ..run.runtime import COMPILE_BOOT
+from .certs import (PARTIES, ROOT_CERT_FILE, write_new, load_certificates, is_published_test_certificate, player_cert_file,
                     player_common_name, player_key_file, validate_hosts)
 
 LOOPBACK = "127.0.0.1"
@@ -64,26 +66,6 @@ PROGRAM_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 SAFE_PATH = re.compile(r"[A-Za-z0-9_.-]+(?:/[A-Za-z0-9_.-]+)*")
 LIST_LINE = re.compile(r"([0-9a-f]{64})  (.+)")
 PORT_MIN, PORT_MAX = 1024, 65535 - (PARTIES - 1)
-
-# the same boot as `mpc-export run` (run/runtime.py): compile-mamba.py recurses deeply on large programs
-_COMPILE_BOOT = r"""import runpy, sys, threading
-sys.setrecursionlimit(20000)
-threading.stack_size(512 * 1024 * 1024)
-script, sys.argv = sys.argv[1], sys.argv[1:]
-code = [0]
-def main():
-    try:
-        runpy.run_path(script, run_name="__main__")
-    except SystemExit as exc:
-        code[0] = exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 1)
-    except BaseException:
-        import traceback
-        traceback.print_exc()
-        code[0] = 1
-worker = threading.Thread(target=main)
-worker.start()
-worker.join()
-sys.exit(code[0])"""
 
 _SCRIPT_TEMPLATE = r"""#!/usr/bin/env bash
 # run-player.sh: start this bundle's player of a 3-party FANNG-MPC run (written by mpc-export).
@@ -191,7 +173,7 @@ def run_player_script(player: int, program: str, port_base: int) -> str:
     if player not in range(PARTIES):
         raise UserError(f"player {player!r}: 0, 1 or 2")
     text = (_SCRIPT_TEMPLATE.replace("@PLAYER@", str(player)).replace("@PORT_BASE@", str(check_port_base(port_base)))
-            .replace("@PROGRAM@", check_program_name(program)).replace("@BOOT@", _COMPILE_BOOT))
+            .replace("@PROGRAM@", check_program_name(program)).replace("@BOOT@", COMPILE_BOOT.strip()))
     assert "@" not in text.replace("${BASH_SOURCE[0]}", "")
     return text
 
@@ -263,14 +245,7 @@ def _check_certificates(certs_dir: Path, allow_test_certificates: bool) -> dict[
 
 def _write(path: Path, data: bytes, mode: int = 0o644) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_NOFOLLOW", 0), mode)
-    try:
-        os.fchmod(fd, mode)
-        view = memoryview(data)
-        while view:
-            view = view[os.write(fd, view):]
-    finally:
-        os.close(fd)
+    write_new(path, data, mode)
 
 
 def _bundle_files(directory: Path) -> list[str]:
@@ -390,14 +365,6 @@ def write_bundles(build_dir: Path, out: Path, hosts: list[str], certs_dir: Path,
     return players
 
 
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
 def check_bundle(bundle_dir: Path) -> list[str]:
     """Re-hash a bundle against its FILES.sha256; the problems found, one line each (empty: intact).
     Reported: a missing, malformed or unsorted list; a listed path that is absolute, not plain or outside
@@ -454,7 +421,7 @@ def check_bundle(bundle_dir: Path) -> list[str]:
         elif not (bundle_dir / rel).is_file():
             problems.append(f"{rel}: not a regular file")
             reported.add(rel)
-        elif _sha256(bundle_dir / rel) != digest:
+        elif sha256_file(bundle_dir / rel) != digest:
             problems.append(f"{rel}: changed (its SHA-256 differs from {FILE_LIST})")
     keys = []
     for base, dirs, files in os.walk(bundle_dir):

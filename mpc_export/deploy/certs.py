@@ -113,20 +113,14 @@ class CertificateFiles:
     fingerprints: dict[str, str]  # file name -> SHA-256 of the DER certificate
 
 
-def _write_private(path: Path, data: bytes) -> None:
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_NOFOLLOW", 0), 0o600)
+def write_new(path: Path, data: bytes, mode: int) -> None:
+    """Write a new file with ``mode`` (whatever the umask): never over an existing file or through a link."""
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, mode)
     try:
-        os.fchmod(fd, 0o600)
-        os.write(fd, data)
-    finally:
-        os.close(fd)
-
-
-def _write_certificate(path: Path, data: bytes) -> None:
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_NOFOLLOW", 0), 0o644)
-    try:
-        os.fchmod(fd, 0o644)
-        os.write(fd, data)
+        os.fchmod(fd, mode)
+        view = memoryview(data)
+        while view:
+            view = view[os.write(fd, view):]
     finally:
         os.close(fd)
 
@@ -199,11 +193,11 @@ def make_certificates(hosts: list[str], out: Path, *, valid_days: int = 730) -> 
 
     staging = Path(tempfile.mkdtemp(prefix=f".{out.name}.tmp-", dir=parent))  # mode 0700
     try:
-        _write_certificate(staging / ROOT_CERT_FILE, root.public_bytes(serialization.Encoding.PEM))
-        _write_private(staging / ROOT_KEY_FILE, key_pem(root_key))
+        write_new(staging / ROOT_CERT_FILE, root.public_bytes(serialization.Encoding.PEM), 0o644)
+        write_new(staging / ROOT_KEY_FILE, key_pem(root_key), 0o600)
         for player, (cert, key) in enumerate(players):
-            _write_certificate(staging / player_cert_file(player), cert.public_bytes(serialization.Encoding.PEM))
-            _write_private(staging / player_key_file(player), key_pem(key))
+            write_new(staging / player_cert_file(player), cert.public_bytes(serialization.Encoding.PEM), 0o644)
+            write_new(staging / player_key_file(player), key_pem(key), 0o600)
         os.chmod(staging, 0o700)
         if out.exists() or out.is_symlink():
             raise UserError(f"{out} appeared while the certificates were made: nothing written there")

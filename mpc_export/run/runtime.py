@@ -40,8 +40,8 @@ FIXED_S = 108.0
 S_PER_UNIT = 16.3e-6
 
 # compile-mamba.py recurses deeply on large programs: raise the limit and run it in a thread with a big stack
-_COMPILE_BOOT = r"""
-import runpy, sys, threading
+# (also embedded in each bundle's run-player.sh)
+COMPILE_BOOT = r"""import runpy, sys, threading
 sys.setrecursionlimit(20000)
 threading.stack_size(512 * 1024 * 1024)
 script, sys.argv = sys.argv[1], sys.argv[1:]
@@ -215,7 +215,7 @@ def compile_bytecode(root: Path, name: str, compiler: Path) -> float:
     env = dict(os.environ, PYTHONPATH=str(compiler), PYTHONHASHSEED="0", PYTHONDONTWRITEBYTECODE="1")
     started = time.perf_counter()
     with open(log, "wb") as out:
-        code = subprocess.call([sys.executable, "-c", _COMPILE_BOOT, str(compiler / "compile-mamba.py"), "-n", "-r", "-s",
+        code = subprocess.call([sys.executable, "-c", COMPILE_BOOT, str(compiler / "compile-mamba.py"), "-n", "-r", "-s",
                                 f"Programs/{name}"], cwd=root, env=env, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
     if code != 0 or not (root / "Programs" / name / f"{name}.sch").is_file():
         raise VerificationFailed(f"the MAMBA compiler failed on {name} (exit {code}):\n{tail(log, 12)}")
