@@ -1,10 +1,11 @@
 """Cost report: per layer and in total, each op's declared schedule priced (``Op.cost``, the single
 source): secret multiplications, truncations by shape, comparisons by bit length, the preprocessing they
-need (triples and random bits, as the MAMBA compiler counts them) and rounds as the program runs them
-(each run-time loop iteration's protocol calls one after the other), and the same totals for every other
-protocol option (what public weights or a public sparsity pattern would buy). The program's runtime check
-(``codegen/runtime_check.py``: a few triples and random bits opened before any input) is the first row and
-is in every total."""
+need (triples and random bits, as the MAMBA compiler counts them) and rounds (network round trips, as
+the runtime counts them: every opening and private-input instruction; ``ops/protocol.py``), and the same
+totals for every other protocol option (what public weights or a public sparsity pattern would buy). The
+program's runtime check (``codegen/runtime_check.py``: a few triples and random bits opened before any
+input) is the first row, the parameters' input the second (both once per program), then one execution's
+input and logits and its ops."""
 
 from __future__ import annotations
 
