@@ -34,10 +34,12 @@ from .hand_off import PARTIES, HandOff, hand_off
 from .lock import run_lock
 from .logs import FilteredLog, fresh_directory, tail
 
-# The fit of real runs (benchmarks/results/runtime_fit.json, secure and upstream builds alike): the players'
-# time is about FIXED_S plus S_PER_UNIT per triple or random bit the program consumes.
-FIXED_S = 108.0
-S_PER_UNIT = 16.3e-6
+# The fit of real runs on the secure runtime (benchmarks/results/runtime_fit.json, this repository's 2-core
+# machine, 3 players on 127.0.0.1): the players' time is about FIXED_S, plus S_PER_UNIT per triple or random
+# bit the program consumes, plus S_PER_ROUND per network round trip (the cost report's rounds).
+FIXED_S = 36.3
+S_PER_UNIT = 12.38e-6
+S_PER_ROUND = 283.7e-6
 
 # compile-mamba.py recurses deeply on large programs: raise the limit and run it in a thread with a big stack
 # (also embedded in each bundle's run-player.sh)
@@ -163,13 +165,16 @@ def _stop(proc: subprocess.Popen) -> None:
 
 
 def estimate_seconds(manifest: dict) -> float:
-    """The players' time the build's cost report predicts (FIXED_S + S_PER_UNIT per triple or random bit,
-    every execution and the runtime check included)."""
-    totals = manifest["cost"]["totals"]
-    check = runtime_check.cost()
+    """The players' time the build's cost report predicts (the fit above), every execution and the
+    once-per-program rows (the runtime check, the parameters' input) included."""
+    cost = manifest["cost"]
+    once = set(cost.get("once_per_program", []))
     executions = max(1, len(manifest["executions"]))
-    units = (totals["triples"] + totals["bits"] - check["triples"] - check["bits"]) * executions + check["triples"] + check["bits"]
-    return FIXED_S + S_PER_UNIT * units
+
+    def total(key: str) -> int:
+        return sum(row[key] * (1 if row["node"] in once else executions) for row in cost["layers"])
+
+    return FIXED_S + S_PER_UNIT * (total("triples") + total("bits")) + S_PER_ROUND * total("rounds")
 
 
 def default_timeout(estimate_s: float) -> float:
