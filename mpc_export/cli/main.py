@@ -238,7 +238,7 @@ def run(
 
         log = run_party(directory, runtime, compiler, _hosts(hosts), party, certs_dir, port_base, timeout,
                         trust_pickle, trust_torchscript, progress=lambda msg: err_console.print(msg, soft_wrap=True))
-        console.print(f"party {party} finished; log {log}", soft_wrap=True, highlight=False)
+        console.print(f"party {party} finished; log {log}", soft_wrap=True, highlight=False, markup=False)
         if party != 0:
             return  # player 0 prints the logits and checks them
         report = run_verify(VerifyOptions(directory=directory, mpc_log=log, onnx=False, min_agreement=0.0,
@@ -304,7 +304,8 @@ def certs(
 
     made = make_certificates(_hosts(hosts), out)
     console.print(f"certificates for {hosts} in {made.directory} (keys mode 0600; RootCA.key stays with you); "
-                  f"next: mpc-export bundle DIR --out BUNDLES --hosts {hosts} --certs {out}", soft_wrap=True, highlight=False)
+                  f"next: mpc-export bundle DIR --out BUNDLES --hosts {hosts} --certs {out}", soft_wrap=True, highlight=False,
+                  markup=False)
 
 
 @app.command(short_help="one directory per party holding exactly what that party receives")
@@ -326,7 +327,7 @@ def bundle(
                             trust_pickle=trust_pickle, trust_torchscript=trust_torchscript)
     for path in written:
         files = sum(1 for p in path.rglob("*") if p.is_file())
-        console.print(f"{path}: {files} files", soft_wrap=True, highlight=False)
+        console.print(f"{path}: {files} files", soft_wrap=True, highlight=False, markup=False)
     console.print("hand each party its directory; each runs `mpc-export check-bundle player-<p>` (or sha256sum -c "
                   "FILES.sha256) and then `./run-player.sh RUNTIME_DIR [COMPILER_DIR]` on its host", highlight=False)
 
@@ -344,7 +345,7 @@ def check_bundle_command(
         for problem in problems:
             console.print(f"- {problem}", highlight=False, markup=False)
         raise VerificationFailed(f"{bundle_dir}: {len(problems)} problem(s) with the bundle (listed above)")
-    console.print(f"{bundle_dir}: every file matches FILES.sha256", highlight=False)
+    console.print(f"{bundle_dir}: every file matches FILES.sha256", highlight=False, markup=False)
 
 
 @app.command(short_help="list every problem that keeps MODEL from exporting")
