@@ -52,6 +52,7 @@ from pathlib import Path
 
 from ..errors import UserError, VerificationFailed
 from ..export.writer import sha256_file
+from ..run.hand_off import IDENTIFIER
 from ..run.runtime import COMPILE_BOOT
 from .certs import (PARTIES, ROOT_CERT_FILE, write_new, load_certificates, is_published_test_certificate, player_cert_file,
                     player_common_name, player_key_file, validate_hosts)
@@ -61,7 +62,6 @@ FILE_LIST = "FILES.sha256"
 SCRIPT = "run-player.sh"
 NETWORK_DATA = "NetworkData.txt"
 RUN_ROOT = "run"
-PROGRAM_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 # every path a bundle holds: plain names joined by '/', so FILES.sha256 needs no escaping
 SAFE_PATH = re.compile(r"[A-Za-z0-9_.-]+(?:/[A-Za-z0-9_.-]+)*")
 LIST_LINE = re.compile(r"([0-9a-f]{64})  (.+)")
@@ -143,7 +143,7 @@ exec ./PlayerBinary.x -pnb "$PORT_BASE" "$PLAYER" "Programs/$PROGRAM" < "$HERE/i
 
 def check_program_name(name) -> str:
     """The program name, the only build-derived string run-player.sh holds: ^[A-Za-z_][A-Za-z0-9_]*$."""
-    if not isinstance(name, str) or not PROGRAM_NAME.fullmatch(name):
+    if not isinstance(name, str) or not IDENTIFIER.fullmatch(name):
         raise UserError(f"program name {str(name)[:60]!r}: not an identifier ([A-Za-z_][A-Za-z0-9_]*); refusing to "
                         f"write it into run-player.sh")
     return name
@@ -265,7 +265,7 @@ def write_file_list(directory: Path) -> None:
             continue
         if not SAFE_PATH.fullmatch(rel):
             raise UserError(f"{rel!r}: a bundle path with characters FILES.sha256 cannot hold")
-        lines.append(f"{hashlib.sha256((directory / rel).read_bytes()).hexdigest()}  {rel}\n")
+        lines.append(f"{sha256_file(directory / rel)}  {rel}\n")
     _write(directory / FILE_LIST, "".join(lines).encode())
 
 

@@ -40,8 +40,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ..errors import UserError
+from ..run.hand_off import PARTIES
 
-PARTIES = 3
 ROOT_NAME = "RootCA"
 ROOT_CERT_FILE = "RootCA.crt"
 ROOT_KEY_FILE = "RootCA.key"
