@@ -16,8 +16,8 @@ from pathlib import Path
 
 import torch
 
-from mpc_export.cli.build import BuildOptions, build
-from mpc_export.cli.verify import VerifyOptions, verify
+from mpc_export.pipeline.build import BuildOptions, build
+from mpc_export.pipeline.verify import VerifyOptions, verify
 from mpc_export.load.torch_models import torch_module
 
 ROOT = Path(__file__).resolve().parents[1]

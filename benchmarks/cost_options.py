@@ -20,7 +20,7 @@ from pathlib import Path
 
 import torch
 
-from mpc_export.cli.build import BuildOptions, build
+from mpc_export.pipeline.build import BuildOptions, build
 from mpc_export.fixedpoint import FixedSpec
 from sparse_resnet18 import sparse_resnet18
 

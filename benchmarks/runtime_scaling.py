@@ -29,8 +29,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from mpc_export.cli.build import BuildOptions, build
-from mpc_export.cli.verify import VerifyOptions, verify
+from mpc_export.pipeline.build import BuildOptions, build
+from mpc_export.pipeline.verify import VerifyOptions, verify
 from mpc_export.fixedpoint import FixedSpec, Protocol
 from mpc_export.run.runtime import RunOptions, run
 

@@ -28,7 +28,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from mpc_export.cli.build import BuildOptions, build
+from mpc_export.pipeline.build import BuildOptions, build
 from mpc_export.codegen import runtime_check
 from runtime_scaling import model
 

@@ -22,7 +22,7 @@ from pathlib import Path
 
 import numpy as np
 
-from mpc_export.cli.build import BuildOptions, build
+from mpc_export.pipeline.build import BuildOptions, build
 from mpc_export.fixedpoint import FixedSpec, Protocol
 from mpc_export.run.runtime import RunOptions, run
 from runtime_scaling import requirement  # the compiler's count, one helper for both benchmarks

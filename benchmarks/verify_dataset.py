@@ -22,7 +22,7 @@ from pathlib import Path
 import torch
 
 from mpc_export.cli.memory import keep_freed_memory
-from mpc_export.cli.verify import VerifyOptions, verify
+from mpc_export.pipeline.verify import VerifyOptions, verify
 
 ROOT = Path(__file__).resolve().parents[1]
 DATASET = ROOT.parent / "shared" / "fixtures" / "cifar10_test.npz"

@@ -42,7 +42,7 @@ def run_cli(args: list[str], capsys) -> tuple[int, str, str]:
 @pytest.fixture(scope="session")
 def seed_build(tmp_path_factory):
     """The seed model built once with two real CIFAR-10 images (or the demo image without ../shared)."""
-    from mpc_export.cli.build import BuildOptions, build
+    from mpc_export.pipeline.build import BuildOptions, build
 
     out = tmp_path_factory.mktemp("seed") / "out"
     inputs = []

@@ -38,8 +38,8 @@ def export_onnx(arch, path, folding, dynamo=False):
 
 
 def build_and_verify(model, arch, tmp_path, images=500, trust_torchscript=False):
-    from mpc_export.cli.build import BuildOptions, build
-    from mpc_export.cli.verify import VerifyOptions, verify
+    from mpc_export.pipeline.build import BuildOptions, build
+    from mpc_export.pipeline.verify import VerifyOptions, verify
 
     need_shared(DATASET)
     mean, std = NORMALISE[arch] or (None, None)
@@ -67,7 +67,7 @@ def test_build_verify_every_format(arch, fmt, tmp_path):
 
 @pytest.mark.parametrize("arch", list(FIXTURES))
 def test_every_fixture_program_compiles_small(arch, tmp_path):
-    from mpc_export.cli.build import BuildOptions, build
+    from mpc_export.pipeline.build import BuildOptions, build
 
     model = need_shared(FIXTURES[arch])
     manifest = build(BuildOptions(model=model, out=tmp_path / "out"))
@@ -78,7 +78,7 @@ def test_every_fixture_program_compiles_small(arch, tmp_path):
 
 
 def test_resnet20_uses_packed_channels_within_the_reserved_range(tmp_path):
-    from mpc_export.cli.build import BuildOptions, build
+    from mpc_export.pipeline.build import BuildOptions, build
 
     manifest = build(BuildOptions(model=need_shared(FIXTURES["resnet20"]), out=tmp_path / "out"))
     params = [f for f in manifest["files"] if f["role"] == "parameter"]

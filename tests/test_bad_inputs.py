@@ -11,7 +11,7 @@ from conftest import SEED_MODEL, run_cli
 
 @pytest.fixture(scope="module")
 def seed_dir(tmp_path_factory):
-    from mpc_export.cli.build import BuildOptions, build
+    from mpc_export.pipeline.build import BuildOptions, build
 
     out = tmp_path_factory.mktemp("bad") / "seed"
     build(BuildOptions(model=SEED_MODEL, out=out))

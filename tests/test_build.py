@@ -118,7 +118,7 @@ def test_expected_outputs_match_the_float_model_closely(seed_build):
 
 
 def test_integer_format_writes_raw_integers(tmp_path):
-    from mpc_export.cli.build import BuildOptions, build
+    from mpc_export.pipeline.build import BuildOptions, build
     from mpc_export.fixedpoint import FixedSpec
 
     manifest = build(BuildOptions(model=SEED_MODEL, out=tmp_path / "o", number_format="integer", fx=FixedSpec(frac_bits=14, total_bits=41)))

@@ -55,7 +55,7 @@ def test_verify_on_brighter_images_fails_on_the_actual_overflow(tmp_path, capsys
 
 @pytest.mark.slow
 def test_calibrated_seed_program_costs_what_the_compiler_counts(tmp_path):
-    from mpc_export.cli.build import BuildOptions, build
+    from mpc_export.pipeline.build import BuildOptions, build
 
     need_shared(COMPILER)
     data = need_shared(COMPILER.parent.parent / "fixtures" / "cifar10_test.npz")

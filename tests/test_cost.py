@@ -60,7 +60,7 @@ def _body(shape: str) -> str:
     ("pruned_resnet", "exact", "winograd", "public"),
     ("resnet20", "exact", "winograd", "private"), ("custresnet", "exact", "winograd", "private")])
 def test_compiler_requirements_match_the_cost_report(model, truncation, convolution, weights, tmp_path):
-    from mpc_export.cli.build import BuildOptions, build
+    from mpc_export.pipeline.build import BuildOptions, build
     from mpc_export.fixedpoint import FixedSpec, Protocol
 
     need_shared(COMPILER)
@@ -99,7 +99,7 @@ def test_public_sparsity_on_a_90_percent_sparse_resnet18_needs_under_30_percent_
 
     import torch
 
-    from mpc_export.cli.build import BuildOptions, build
+    from mpc_export.pipeline.build import BuildOptions, build
     from mpc_export.fixedpoint import FixedSpec, Protocol
 
     need_shared(COMPILER)

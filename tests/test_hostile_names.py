@@ -72,8 +72,8 @@ def _rename(model: onnx.ModelProto, wanted: list[str]) -> onnx.ModelProto:
           phases=[Phase.explicit, Phase.reuse, Phase.generate])
 @given(wanted=names, file_name=file_names)
 def test_hostile_names_give_a_safe_program_that_computes_the_network(small_onnx, wanted, file_name, tmp_path_factory):
-    from mpc_export.cli.build import BuildOptions, build
-    from mpc_export.cli.verify import VerifyOptions, verify
+    from mpc_export.pipeline.build import BuildOptions, build
+    from mpc_export.pipeline.verify import VerifyOptions, verify
 
     need_shared(COMPILER)
     base, _ = small_onnx

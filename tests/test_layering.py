@@ -24,6 +24,7 @@ ALLOWED = {
     "verify": FOUNDATION | {"ops", "ir", "load", "fold", "quantize", "reference", "export", "codegen"},
     "run": FOUNDATION | {"ops", "ir", "export", "verify", "codegen"},
     "deploy": FOUNDATION | {"ops", "ir", "export", "verify", "codegen", "run"},
+    "pipeline": FOUNDATION | {"ops", "ir", "load", "fold", "quantize", "reference", "export", "codegen", "verify", "run", "deploy"},
     "cli": None,  # the top: anything
 }
 

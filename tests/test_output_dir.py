@@ -56,8 +56,8 @@ def test_force_replaces_an_earlier_build_and_leaves_nothing_beside_it(tmp_path, 
 
 
 def test_directory_appearing_during_a_build_is_kept(tmp_path, monkeypatch):
-    from mpc_export.cli import build as build_module
-    from mpc_export.cli.build import BuildOptions, build
+    from mpc_export.pipeline import build as build_module
+    from mpc_export.pipeline.build import BuildOptions, build
     from mpc_export.errors import UserError
 
     out = tmp_path / "out"
@@ -76,7 +76,7 @@ def test_directory_appearing_during_a_build_is_kept(tmp_path, monkeypatch):
 
 
 def test_concurrent_builds_one_wins_the_other_fails_cleanly(tmp_path):
-    from mpc_export.cli.build import BuildOptions, build
+    from mpc_export.pipeline.build import BuildOptions, build
     from mpc_export.errors import UserError
 
     out = tmp_path / "out"

@@ -14,8 +14,8 @@ pytestmark = pytest.mark.slow
 
 
 def build_verify(path, tmp_path, images=200):
-    from mpc_export.cli.build import BuildOptions, build
-    from mpc_export.cli.verify import VerifyOptions, verify
+    from mpc_export.pipeline.build import BuildOptions, build
+    from mpc_export.pipeline.verify import VerifyOptions, verify
 
     need_shared(DATASET)
     out = tmp_path / "out"

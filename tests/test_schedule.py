@@ -100,7 +100,7 @@ def test_probabilistic_build_declares_and_calls_truncpr_within_the_bound(tmp_pat
     assert {key[0] for key in counts} == {"TruncPr", "LTZ"}
     assert machine.call_counts() == Counter({key: 2 * n for key, n in counts.items()})
     logits = _printed(machine, "LOGIT")
-    from mpc_export.cli.verify import VerifyOptions, verify
+    from mpc_export.pipeline.verify import VerifyOptions, verify
 
     bound = verify(VerifyOptions(directory=out, onnx=False))["layers"][-1]["bound_ulp"]
     assert bound > 0

@@ -48,8 +48,8 @@ def quantized_torch_accuracy(frac_bits: int, x: np.ndarray, y: np.ndarray) -> tu
 
 @pytest.mark.parametrize("frac_bits", [12, 5])
 def test_each_stage_accuracy_matches_pytorch_and_attributes_the_loss(frac_bits, tmp_path):
-    from mpc_export.cli.build import BuildOptions, build
-    from mpc_export.cli.verify import VerifyOptions, verify
+    from mpc_export.pipeline.build import BuildOptions, build
+    from mpc_export.pipeline.verify import VerifyOptions, verify
     from mpc_export.fixedpoint import FixedSpec
 
     data = need_shared(ROOT.parent / "shared" / "fixtures" / "cifar10_test.npz")

@@ -27,7 +27,7 @@ class Marker(torch.nn.Module):
 
 
 def test_verify_never_unpickles_because_the_manifest_says_pickle(tmp_path, capsys):
-    from mpc_export.cli.build import BuildOptions, build
+    from mpc_export.pipeline.build import BuildOptions, build
 
     out = tmp_path / "out"
     build(BuildOptions(model=SEED_MODEL, out=out))

@@ -14,7 +14,7 @@ from conftest import DATASET, SEED_MODEL, need_shared, run_cli
 
 @pytest.fixture(scope="module")
 def seed_dir(tmp_path_factory):
-    from mpc_export.cli.build import BuildOptions, build
+    from mpc_export.pipeline.build import BuildOptions, build
 
     out = tmp_path_factory.mktemp("v") / "seed"
     build(BuildOptions(model=SEED_MODEL, out=out))
@@ -157,7 +157,7 @@ def test_mpc_log_of_an_exact_build_must_equal_the_reference(seed_dir, tmp_path, 
 
 
 def test_mpc_log_of_a_probabilistic_build_within_bound_and_outside(tmp_path, capsys):
-    from mpc_export.cli.build import BuildOptions, build
+    from mpc_export.pipeline.build import BuildOptions, build
     from mpc_export.fixedpoint import FixedSpec, Protocol
 
     out_dir = tmp_path / "prob"

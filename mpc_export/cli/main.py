@@ -77,7 +77,7 @@ def build(
     """Turn MODEL into parameter files, input files, the MAMBA program and IO answers."""
     from rich.progress import Progress
 
-    from .build import BuildOptions, build as run_build
+    from ..pipeline.build import BuildOptions, build as run_build
 
     if calibrate is not None:
         keep_freed_memory()  # batch after batch reuses the same pages
@@ -174,7 +174,7 @@ def verify(
     """Prove a build right: integrity, bit-exact reference from the files, per-layer float cross-checks."""
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
-    from .verify import VerifyOptions, verify as run_verify
+    from ..pipeline.verify import VerifyOptions, verify as run_verify
 
     directory = _build_directory(directory)
     if limit is not None and limit < 1:
@@ -229,7 +229,7 @@ def run(
     """Run the generated program for real (3 players on 127.0.0.1) and check its logits against the reference;
     with --hosts, start only this machine's party (the others start from their bundles on their hosts)."""
     from ..run.runtime import RunOptions, run as run_program
-    from .verify import VerifyOptions, verify as run_verify
+    from ..pipeline.verify import VerifyOptions, verify as run_verify
 
     if hosts is not None:
         if party is None or certs_dir is None:
