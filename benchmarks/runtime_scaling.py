@@ -32,7 +32,7 @@ import torch
 from mpc_export.pipeline.build import BuildOptions, build
 from mpc_export.pipeline.verify import VerifyOptions, verify
 from mpc_export.fixedpoint import FixedSpec, Protocol
-from mpc_export.run.runtime import RunOptions, run
+from mpc_export.backends.mamba.runtime import RunOptions, run
 
 ROOT = Path(__file__).resolve().parents[1]
 SHARED = ROOT.parent / "shared"

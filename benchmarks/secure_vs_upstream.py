@@ -29,7 +29,7 @@ import numpy as np
 import torch
 
 from mpc_export.pipeline.build import BuildOptions, build
-from mpc_export.codegen import runtime_check
+from mpc_export.backends.mamba import runtime_check
 from runtime_scaling import model
 
 ROOT = Path(__file__).resolve().parents[1]

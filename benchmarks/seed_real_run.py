@@ -24,7 +24,7 @@ import numpy as np
 
 from mpc_export.pipeline.build import BuildOptions, build
 from mpc_export.fixedpoint import FixedSpec, Protocol
-from mpc_export.run.runtime import RunOptions, run
+from mpc_export.backends.mamba.runtime import RunOptions, run
 from runtime_scaling import requirement  # the compiler's count, one helper for both benchmarks
 
 ROOT = Path(__file__).resolve().parents[1]

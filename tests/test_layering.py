@@ -20,11 +20,11 @@ ALLOWED = {
     "quantize": FOUNDATION | {"ops", "ir"},
     "reference": FOUNDATION | {"ops", "ir"},
     "export": FOUNDATION | {"ops", "ir"},
-    "codegen": FOUNDATION | {"ops", "ir", "export"},
-    "verify": FOUNDATION | {"ops", "ir", "load", "fold", "quantize", "reference", "export", "codegen"},
-    "run": FOUNDATION | {"ops", "ir", "export", "verify", "codegen"},
-    "deploy": FOUNDATION | {"ops", "ir", "export", "verify", "codegen", "run"},
-    "pipeline": FOUNDATION | {"ops", "ir", "load", "fold", "quantize", "reference", "export", "codegen", "verify", "run", "deploy"},
+    "verify": FOUNDATION | {"ops", "ir", "load", "fold", "quantize", "reference", "export"},
+    "run": FOUNDATION | {"ops", "ir", "export"},  # hand-off, lock, logs: what every runner shares
+    "backends": FOUNDATION | {"ops", "ir", "load", "fold", "quantize", "reference", "export", "verify", "run"},
+    "deploy": FOUNDATION | {"ops", "ir", "export", "verify", "run", "backends"},
+    "pipeline": FOUNDATION | {"ops", "ir", "load", "fold", "quantize", "reference", "export", "verify", "run", "backends", "deploy"},
     "cli": None,  # the top: anything
 }
 
@@ -71,9 +71,9 @@ def test_every_layer_imports_only_downward():
     assert not problems, "\n".join(problems)
 
 
-def test_each_op_snippet_lives_beside_its_definition():
+def test_each_op_has_its_mamba_snippet():
     from mpc_export.ops import OPS
 
     for name, spec in OPS.items():
         if spec.executable:
-            assert (PACKAGE / "ops" / f"{spec.template}.mpc.j2").is_file(), name
+            assert (PACKAGE / "backends" / "mamba" / "templates" / f"{spec.template}.mpc.j2").is_file(), name

@@ -61,14 +61,14 @@ def test_directory_appearing_during_a_build_is_kept(tmp_path, monkeypatch):
     from mpc_export.errors import UserError
 
     out = tmp_path / "out"
-    real = build_module.all_products
+    real = build_module.data_products
 
     def slow(*args, **kwargs):
         out.mkdir()
         (out / "theirs.txt").write_text("someone else's")
         return real(*args, **kwargs)
 
-    monkeypatch.setattr(build_module, "all_products", slow)
+    monkeypatch.setattr(build_module, "data_products", slow)
     with pytest.raises(UserError, match="appeared while building"):
         build(BuildOptions(model=SEED_MODEL, out=out))
     assert (out / "theirs.txt").read_text() == "someone else's"

@@ -1,4 +1,4 @@
-"""The program checks its runtime before any secret enters (mpc_export/codegen/runtime_check.py).
+"""The program checks its runtime before any secret enters (mpc_export/backends/mamba/runtime_check.py).
 
 Fast: the plaintext interpreter (tests/mamba_plaintext.py) runs a generated program with random
 preprocessing (it passes and goes on), with zero Beaver triples (FANNG's config.h as shipped) and with

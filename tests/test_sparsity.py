@@ -17,7 +17,7 @@ from small_models import SmallOddKernels, SmallStrided, build_small
 from test_schedule import _execute
 
 from mpc_export.run.hand_off import hand_off
-from mpc_export.run.runtime import player_root
+from mpc_export.backends.mamba.runtime import player_root
 
 
 def _manifest(out):

@@ -228,7 +228,7 @@ def run(
 ):
     """Run the generated program for real (3 players on 127.0.0.1) and check its logits against the reference;
     with --hosts, start only this machine's party (the others start from their bundles on their hosts)."""
-    from ..run.runtime import RunOptions, run as run_program
+    from ..backends.mamba.runtime import RunOptions, run as run_program
     from ..pipeline.verify import VerifyOptions, verify as run_verify
 
     if hosts is not None:

@@ -53,7 +53,7 @@ from pathlib import Path
 from ..errors import UserError, VerificationFailed
 from ..export.writer import sha256_file
 from ..run.hand_off import IDENTIFIER
-from ..run.runtime import COMPILE_BOOT
+from ..backends.mamba.runtime import COMPILE_BOOT
 from .certs import (PARTIES, ROOT_CERT_FILE, write_new, load_certificates, is_published_test_certificate, player_cert_file,
                     player_common_name, player_key_file, validate_hosts)
 
@@ -307,6 +307,7 @@ def write_bundles(build_dir: Path, out: Path, hosts: list[str], certs_dir: Path,
     out/player-0, out/player-1, out/player-2 (see the module's table); ``out`` must be absent or empty.
     Written in a temporary sibling renamed at the end: on any failure nothing is left. Returns the three
     bundle directories."""
+    from ..backends import backend_of
     from ..verify.rederive import rederive
     from ..verify.reference import load_reference
 
@@ -331,7 +332,7 @@ def write_bundles(build_dir: Path, out: Path, hosts: list[str], certs_dir: Path,
 
     # the same checks as verify and run: nothing is bundled from a build that is not what the model gives
     manifest, fx, graph, parsed, _ = load_reference(build_dir, None, trust_pickle, trust_torchscript)
-    rederive(build_dir, manifest, graph, fx, parsed)
+    rederive(build_dir, manifest, graph, fx, parsed, backend_of(manifest))
     files, per_player = _selection(manifest)
     name = files.program_name
     program = (build_dir / files.program).read_bytes()

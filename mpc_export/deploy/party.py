@@ -20,7 +20,7 @@ from ..errors import UserError, VerificationFailed
 from ..run.hand_off import PARTIES
 from ..run.lock import run_lock
 from ..run.logs import FilteredLog, fresh_directory, tail
-from ..run.runtime import check_outcome, default_timeout, estimate_seconds, find_compiler, find_runtime
+from ..backends.mamba.runtime import check_outcome, default_timeout, estimate_seconds, find_compiler, find_runtime
 from .bundle import write_bundles
 
 

@@ -8,11 +8,11 @@ from pathlib import Path
 
 import numpy as np
 
-from ..codegen.files import all_products
-from ..codegen.render import channel_open_order
+from ..backends import DEFAULT, backend_named
+from ..export.products import data_products
 from ..errors import UserError
 from ..export.channels import load_channel_map
-from ..export.plan import data_folder, input_file, parameter_files, pattern_file, program_name
+from ..export.plan import data_folder, input_file, parameter_files, pattern_file
 from ..export.tokens import check_format
 from ..export.writer import StagingDir, sha256_file, write_manifest, write_text
 from ..fold import lower_for_mpc
@@ -22,7 +22,6 @@ from ..load.images import demo_image, load_image
 from ..fixedpoint import FixedSpec, bits_of, encode
 from ..quantize.graph import quantize_graph
 from ..reference.run import Trace, run_fixed
-from ..verify.cost import cost_of_options, total_cost
 
 
 @dataclass
@@ -42,6 +41,7 @@ class BuildOptions:
     calibrate: Path | None = None  # a data set (.npz, as verify --dataset) to set comparison widths from
     calibrate_limit: int | None = None  # its first N images
     margin_bits: int = 4  # calibrated limit = bits of the calibrated peak + this margin
+    backend: str = DEFAULT  # the runtime the program is for (backends.names())
 
 
 def check_calibration(budget, trace: Trace, graph, fx, what: str) -> None:
@@ -107,6 +107,8 @@ def build(opts: BuildOptions, progress=None) -> dict:
     started = time.perf_counter()
     fx = opts.fx
     fx.validate()
+    backend = backend_named(opts.backend)
+    backend.check_options(fx, opts.debug)
     check_format(opts.number_format, fx.frac_bits, fx.reading_precision)
     cmap = load_channel_map(opts.channel_map)
     if len(opts.inputs) > cmap.max_inputs:
@@ -136,17 +138,18 @@ def build(opts: BuildOptions, progress=None) -> dict:
     files = []
     with output as staging:
         root = staging.path
-        products = all_products(graph, fx, opts.number_format, params, inputs, x_int, outputs, sources, opts.debug, pattern)
+        products = (data_products(graph, fx, opts.number_format, params, inputs, x_int, outputs, sources, pattern)
+                    + backend.program_products(graph, fx, params, inputs, x_int, opts.debug, pattern))
         for product in products:
             files.append({**write_text(root, product.path, product.text, executable=product.executable), **product.entry})
             if progress and product.entry.get("role") == "parameter":
                 progress(product.entry["tensor"])
-        name = program_name(graph)
-        order = channel_open_order(params, inputs, pattern)
+        specific = backend.manifest_fields(graph, fx, params, inputs, pattern, opts.debug)
         for entry in files:  # a file written in its own format (the pattern: raw integers) says so already
             entry.update(frac_bits=fx.frac_bits, total_bits=fx.total_bits, reading_precision=fx.reading_precision,
                          number_format=entry.get("number_format", opts.number_format))
         manifest = {
+            **({"backend": backend.name} if backend.name != DEFAULT else {}),  # absent: a FANNG build, as before backends
             "model": {"path": str(opts.model.resolve()), "sha256": sha256_file(opts.model), "architecture": graph.name,
                       "format": float_graph.format,
                       "description": float_graph.description, "parameters": float_graph.parameter_count(), "macs": float_graph.macs()},
@@ -160,18 +163,19 @@ def build(opts: BuildOptions, progress=None) -> dict:
             "preprocessing": {"scale": "pixels / 255", "mean": graph.mean, "std": graph.std,
                               "formula": "(pixel / 255 - mean[c]) / std[c], then round(x * 2^F)" if graph.mean else "pixel / 255, then round(x * 2^F)"},
             "data_folder": data_folder(graph),
-            "program": {"name": name, "path": f"program/{name}/{name}.mpc", "debug": opts.debug},
+            "program": specific.pop("program"),
             "channel_map": cmap.as_dict(),
-            "channel_open_order": [{"channel": c, "path": p} for c, p in order],
+            "channel_open_order": specific.pop("channel_open_order"),
             "passes": [{"pass": n, "rewrites": c} for n, c in passes],
             "layers": [{"name": n.name, "op": n.op, "shape": list(n.shape), "origin": n.origin} for n in graph.nodes],
             "budget": {"tensors": budget.tensors, "stages": [s.as_dict() for s in budget.stages]},
-            "cost": {**total_cost(graph, fx, params), "options": cost_of_options(graph, fx, params)},
+            "cost": specific.pop("cost"),
             "input_values_per_channel": {str(f["channel"]): f["count"] for f in files if "channel" in f},
             "executions": [{"index": i.execution, "channel": i.channel, "path": i.path, "source": sources[i.execution],
                             "logits": [int(v) for v in outputs[graph.output.name][i.execution]],
                             "predicted_class": int(np.argmax(outputs[graph.output.name][i.execution]))} for i in inputs],
             "files": files,
+            **specific,  # the backend's own entries
         }
         write_manifest(root, manifest)
         staging.commit()

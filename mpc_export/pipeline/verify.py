@@ -9,6 +9,7 @@ from pathlib import Path
 
 import numpy as np
 
+from ..backends import backend_of
 from ..errors import UserError, VerificationFailed
 from ..load.images import load_image
 from ..load.torch_models import torch_module
@@ -197,7 +198,7 @@ def verify(opts: VerifyOptions, progress=None) -> dict:
     integrity = ["manifest paths relative and inside the directory; every listed file present, its SHA-256 as listed, "
                  "parsed under the runtime's rules with its exact count",
                  "parameter files equal the model quantized afresh"]
-    integrity += rederive(opts.directory, manifest, graph, fx, parsed)
+    integrity += rederive(opts.directory, manifest, graph, fx, parsed, backend_of(manifest))
     float_model, oracle = float_oracles(graph, model_path, opts.onnx)
     table = LayerTable(graph, fx)
     trace = Trace()
@@ -277,7 +278,7 @@ def verify(opts: VerifyOptions, progress=None) -> dict:
 
 def _compare_debug_layers(path: Path, graph, fixed: dict, executions: list, rows: list) -> list[dict]:
     """Per layer printed by a --debug program: max |MPC - reference| (units of 2^-F) vs its bound."""
-    from ..codegen.render import Layout
+    from ..backends.mamba.render import Layout
 
     logged = parse_debug_log(path)
     bounds = {r["name"]: r["bound_ulp"] for r in rows}

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..codegen.files import all_products
+from ..export.products import data_products
 from ..errors import VerificationFailed
 from ..export.channels import channel_map_from_manifest
 from ..export.plan import input_file, parameter_files, pattern_file
@@ -47,10 +47,11 @@ def _first_difference(written: bytes, derived: bytes) -> str:
     return f"{len(written)} bytes where the model gives {len(derived)}"
 
 
-def rederive(directory: Path, manifest: dict, graph, fx, parsed: dict) -> list[str]:
-    """Compare every file with what the model (``graph``: lowered, parameters attached) and the recorded
-    options produce; return the checks made (one line each). Raises VerificationFailed at the first file
-    that differs, is missing or is not the build's."""
+def rederive(directory: Path, manifest: dict, graph, fx, parsed: dict, backend) -> list[str]:
+    """Compare every file with what the model (``graph``: lowered, parameters attached), the recorded
+    options and the build's ``backend`` (``backends.backend_of(manifest)``: its program files) produce;
+    return the checks made (one line each). Raises VerificationFailed at the first file that differs, is
+    missing or is not the build's."""
     check_paths(directory, manifest)
     cmap = channel_map_from_manifest(manifest["channel_map"])
     params = parameter_files(graph, cmap)
@@ -64,7 +65,8 @@ def rederive(directory: Path, manifest: dict, graph, fx, parsed: dict) -> list[s
     outputs = run_fixed(graph, fx, x_int)
     sources = [str(e.get("source", "")) for e in executions]
     debug = bool(manifest["program"].get("debug", False))
-    products = all_products(graph, fx, manifest["fixed_point"]["number_format"], params, inputs, x_int, outputs, sources, debug, pattern)
+    products = (data_products(graph, fx, manifest["fixed_point"]["number_format"], params, inputs, x_int, outputs, sources, pattern)
+                + backend.program_products(graph, fx, params, inputs, x_int, debug, pattern))
     derived = {p.path: p for p in products}
     if set(listed_entries) != set(derived):
         extra, missing = sorted(set(listed_entries) - set(derived)), sorted(set(derived) - set(listed_entries))

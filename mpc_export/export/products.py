@@ -12,9 +12,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from ..export.plan import InputFile, ParamFile, PatternFile, files_of, output_path, program_name
-from ..export.tokens import distinct_tokens, join_tokens, parse_token
-from .render import channel_open_order, render_program
+from .plan import InputFile, ParamFile, PatternFile, files_of, output_path, program_name
+from .tokens import distinct_tokens, join_tokens, parse_token
 from ..errors import UserError
 
 
@@ -81,26 +80,9 @@ def output_products(graph, fx, number_format: str, inputs: list[InputFile], outp
     return out
 
 
-def program_products(graph, fx, params: list[ParamFile], inputs: list[InputFile], debug: bool,
-                     pattern: PatternFile | None = None) -> list[Product]:
-    """The MAMBA program and the IO answers (one "i <path>" per channel open, in the program's order)."""
-    name = program_name(graph)
-    order = channel_open_order(params, inputs, pattern)
-    script = (
-        "#!/bin/sh\n# Answers for FANNG-MPC's IO filesystem, one 'i <path>' per channel open, in program order.\n"
-        "# Usage (each player): ./io_answers.sh | ./Player.x <player> Programs/" + name + "\n"
-        + "".join(f"echo 'i {path}'  # channel {channel}\n" for channel, path in order)
-    )
-    return [
-        Product(f"program/{name}/{name}.mpc", render_program(graph, fx, params, inputs, debug=debug, pattern=pattern), {"role": "program"}),
-        Product("io_answers.txt", "".join(f"i {path}\n" for _, path in order), {"role": "io_answers"}),
-        Product("io_answers.sh", script, {"role": "io_answers_script"}, executable=True),
-    ]
-
-
-def all_products(graph, fx, number_format: str, params: list[ParamFile], inputs: list[InputFile], x_int: np.ndarray,
-                 outputs: dict, sources: list[str], debug: bool, pattern: PatternFile | None = None) -> list[Product]:
-    """Every file but manifest.json, in the manifest's order."""
+def data_products(graph, fx, number_format: str, params: list[ParamFile], inputs: list[InputFile], x_int: np.ndarray,
+                  outputs: dict, sources: list[str], pattern: PatternFile | None = None) -> list[Product]:
+    """The files every backend's build holds, in the manifest's order: player 0's parameters and inputs
+    (one file per channel, in the number format), the public sparsity pattern, the expected outputs."""
     return (parameter_products(graph, fx, number_format, params) + pattern_products(fx, pattern)
-            + input_products(fx, number_format, inputs, x_int, sources)
-            + output_products(graph, fx, number_format, inputs, outputs) + program_products(graph, fx, params, inputs, debug, pattern))
+            + input_products(fx, number_format, inputs, x_int, sources) + output_products(graph, fx, number_format, inputs, outputs))

@@ -1,5 +1,5 @@
-"""Render the MAMBA program from program.mpc.j2 (beside this module) and each op's snippet
-(``mpc_export/ops/<template>.mpc.j2``, beside the op's definition).
+"""Render the MAMBA program from ``templates/program.mpc.j2`` and each op's snippet
+(``templates/<template>.mpc.j2``, the op naming its template and giving its numbers in ``template_args``).
 
 The op table is built from the registry (``OPS``): each executable op names its template file, which
 defines three macros: ``prelude()`` (helper functions, emitted once if the graph uses the op),
@@ -14,11 +14,11 @@ from dataclasses import dataclass
 
 import jinja2
 
-from .. import __version__
+from ... import __version__
 from . import runtime_check
-from ..export.plan import InputFile, ParamFile, PatternFile, files_of
-from ..ir import Graph
-from ..fixedpoint import FixedSpec
+from ...export.plan import InputFile, ParamFile, PatternFile, files_of
+from ...ir import Graph
+from ...fixedpoint import FixedSpec
 
 READ_CHUNK = 4096  # values read per private_input instruction (bounded vector registers)
 MAX_VECTOR = 4096
@@ -139,8 +139,8 @@ def comment_text(text: str) -> str:
 def _environment() -> jinja2.Environment:
     return jinja2.Environment(
         # package loaders read through importlib.resources: the same from a checkout, a wheel or a zip
-        loader=jinja2.PrefixLoader({"program": jinja2.PackageLoader("mpc_export.codegen", ""),
-                                    "ops": jinja2.PackageLoader("mpc_export.ops", "")}),
+        loader=jinja2.PrefixLoader({"program": jinja2.PackageLoader("mpc_export.backends.mamba", "templates"),
+                                    "ops": jinja2.PackageLoader("mpc_export.backends.mamba", "templates")}),
         undefined=jinja2.StrictUndefined,
         keep_trailing_newline=True,
         trim_blocks=False,

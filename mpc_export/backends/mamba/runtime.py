@@ -8,7 +8,7 @@ receives: FANNG's IO filesystem opens a channel's file on every player, but only
 reads it), start the players with the IO answers on their stdin, stream and filter their output into a
 fresh log directory, enforce the timeout (by default from the cost estimate), stop only the processes
 started here, delete the memory dumps, refuse a runtime whose preprocessing the program's own check
-rejected (codegen/runtime_check.py), and compare the logits the program prints with the reference
+rejected (runtime_check.py), and compare the logits the program prints with the reference
 (equal for exact truncation, within the bound for probabilistic). Each player holds ~4-6 GB: runs are
 serialised by a per-user lock (lock.py).
 """
@@ -28,11 +28,11 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from ..codegen import runtime_check
-from ..errors import UserError, VerificationFailed
-from .hand_off import PARTIES, HandOff, hand_off
-from .lock import run_lock
-from .logs import FilteredLog, fresh_directory, tail
+from . import runtime_check
+from ...errors import UserError, VerificationFailed
+from ...run.hand_off import PARTIES, HandOff, hand_off
+from ...run.lock import run_lock
+from ...run.logs import FilteredLog, fresh_directory, tail
 
 # The fit of real runs on the secure runtime (benchmarks/results/runtime_fit.json, this repository's 2-core
 # machine, 3 players on 127.0.0.1): the players' time is about FIXED_S, plus S_PER_UNIT per triple or random
@@ -295,9 +295,10 @@ def start_players(roots: list[Path], name: str, answers: Path, timeout: float, l
 
 
 def run(opts: RunOptions, progress=print) -> RunResult:
-    from ..verify.mpc_log import parse_mpc_log
-    from ..verify.rederive import rederive
-    from ..verify.reference import load_reference
+    from .. import backend_of
+    from ...verify.mpc_log import parse_mpc_log
+    from ...verify.rederive import rederive
+    from ...verify.reference import load_reference
 
     if opts.parties != PARTIES:
         raise UserError(f"--parties {opts.parties}: only the runtime's 3-party Shamir set-up is supported")
@@ -305,7 +306,7 @@ def run(opts: RunOptions, progress=print) -> RunResult:
     # recorded options produce (tampered, unlisted, outside the directory) stops the run here; every path
     # used below comes from the entries just checked
     manifest, fx, graph, parsed, _ = load_reference(opts.directory, None, opts.trust_pickle, opts.trust_torchscript)
-    rederive(opts.directory, manifest, graph, fx, parsed)
+    rederive(opts.directory, manifest, graph, fx, parsed, backend_of(manifest))
     files = hand_off(manifest)
     runtime, data_setup = find_runtime(opts.runtime)
     compiler = find_compiler(runtime, opts.compiler)

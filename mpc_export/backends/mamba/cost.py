@@ -3,7 +3,7 @@ source): secret multiplications, truncations by shape, comparisons by bit length
 need (triples and random bits, as the MAMBA compiler counts them) and rounds (network round trips, as
 the runtime counts them: every opening and private-input instruction; ``ops/protocol.py``), and the same
 totals for every other protocol option (what public weights or a public sparsity pattern would buy). The
-program's runtime check (``codegen/runtime_check.py``: a few triples and random bits opened before any
+program's runtime check (``runtime_check.py``: a few triples and random bits opened before any
 input) is the first row, the parameters' input the second (both once per program), then one execution's
 input and logits and its ops."""
 
@@ -11,8 +11,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..codegen import runtime_check
-from ..codegen.render import input_output_rounds
+from . import runtime_check
+from .render import input_output_rounds
 
 SUMMED = ("multiplications", "truncations", "comparisons", "triples", "bits", "rounds")
 
@@ -30,7 +30,7 @@ def _zero_weight_fraction(node) -> float | None:
 
 def _io_rows(graph, fx, params) -> list[dict]:
     """The rounds outside the ops: the secret parameters' input (once) and each execution's input and
-    printed logits (codegen.render.input_output_rounds)."""
+    printed logits (render.input_output_rounds)."""
     parameters, per_execution = input_output_rounds(graph, fx, params)
     empty = {key: 0 for key in SUMMED}
     return [{"node": "parameter_input", "op": "input_output", **empty, "rounds": parameters},
@@ -43,7 +43,7 @@ def cost_of_options(graph, fx, params) -> list[dict]:
     `cost` shows next to the build's own choice."""
     from dataclasses import replace
 
-    from ..fixedpoint import CONVOLUTION_MODES, SPARSITY_MODES, WEIGHT_MODES
+    from ...fixedpoint import CONVOLUTION_MODES, SPARSITY_MODES, WEIGHT_MODES
 
     options = []
     for convolution in CONVOLUTION_MODES:

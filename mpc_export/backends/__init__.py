@@ -1,0 +1,48 @@
+"""Backends: the runtimes a build targets. A backend turns the lowered, quantized graph (backend-neutral:
+the ops' geometry and declared schedules, ``ops/``) into its program files, prices the program, and runs
+it; everything else (loading, folding, quantizing, the fixed-point reference, the data files, verify's
+re-derivation and float oracles) is shared. One backend per subpackage:
+
+  - ``mamba``: SCALE-MAMBA / FANNG-MPC (``fanng``, the default): a MAMBA program from Jinja templates,
+    player 0's data on the reserved channels, FANNG's runtime;
+  - ``mpspdz``: MP-SPDZ's honest-majority 3-party protocols (``mp-spdz``).
+
+A build's manifest names its backend ("backend"; a manifest without one is a FANNG build)."""
+
+from __future__ import annotations
+
+from ..errors import UserError, VerificationFailed
+from .base import Backend
+
+DEFAULT = "fanng"
+
+
+def _registry() -> dict[str, Backend]:
+    from .mamba import MambaBackend
+    from .mpspdz import MpSpdzBackend
+
+    return {backend.name: backend for backend in (MambaBackend(), MpSpdzBackend())}
+
+
+def names() -> list[str]:
+    return list(_registry())
+
+
+def backend_named(name: str) -> Backend:
+    """The backend of a command line's --backend: an unknown name is one clear error."""
+    registry = _registry()
+    if name not in registry:
+        raise UserError(f"--backend {name!r}: choose one of {', '.join(registry)}")
+    return registry[name]
+
+
+def backend_of(manifest) -> Backend:
+    """The backend a build directory was written for (its manifest's "backend"; absent: FANNG)."""
+    name = manifest.backend if hasattr(manifest, "backend") else manifest.get("backend", DEFAULT)
+    registry = _registry()
+    if not isinstance(name, str) or name not in registry:
+        raise VerificationFailed(f"manifest.json: backend {str(name)[:40]!r} is not one of {', '.join(registry)}")
+    return registry[name]
+
+
+__all__ = ["Backend", "DEFAULT", "backend_named", "backend_of", "names"]

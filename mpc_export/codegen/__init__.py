@@ -1,3 +1,0 @@
-from .render import render_program
-
-__all__ = ["render_program"]
