@@ -230,10 +230,11 @@ def test_file_parse_equals_the_runtime_token_by_token(tokens, separator, reading
 
 def test_file_parse_names_the_first_bad_token(tmp_path):
     from mpc_export.errors import VerificationFailed
+    from mpc_export.manifest import FileEntry
     from mpc_export.verify.integrity import parse_file
 
     (tmp_path / "p.txt").write_text("0.5 1 2.25 1e3 7\n")
-    entry = {"path": "p.txt", "count": 5}
+    entry = FileEntry("p.txt", "parameter", count=5)
     try:
         parse_file(tmp_path, entry, 12)
     except VerificationFailed as exc:

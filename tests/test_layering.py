@@ -8,11 +8,12 @@ from pathlib import Path
 PACKAGE = Path(__file__).resolve().parents[1] / "mpc_export"
 
 # each top-level module or subpackage, and the ones it may import
-FOUNDATION = {"errors", "fixedpoint", "compiled", "__init__"}
+FOUNDATION = {"errors", "fixedpoint", "compiled", "manifest", "__init__"}
 ALLOWED = {
     "errors": set(),
     "fixedpoint": {"errors"},
     "compiled": set(),  # numba kernels' decorator and thread helper
+    "manifest": {"errors", "fixedpoint"},  # manifest.json as typed records
     "ops": {"errors", "fixedpoint", "compiled"},
     "ir": {"errors", "fixedpoint", "compiled", "ops"},
     "load": FOUNDATION | {"ops", "ir"},

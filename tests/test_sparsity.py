@@ -16,6 +16,7 @@ from runtime_rules import runtime_parse
 from small_models import SmallOddKernels, SmallStrided, build_small
 from test_schedule import _execute
 
+from mpc_export.manifest import Manifest
 from mpc_export.run.hand_off import hand_off
 from mpc_export.backends.mamba.runtime import player_root
 
@@ -100,7 +101,7 @@ def test_every_player_gets_the_pattern_but_only_player_0_the_input(tmp_path, cap
         folder.mkdir(parents=True)
     pattern = next(f["path"] for f in manifest["files"] if f["role"] == "sparsity_pattern")
     for player in (1, 2):
-        mine = player_root(root, player, out, hand_off(manifest), runtime, setup)
+        mine = player_root(root, player, out, hand_off(Manifest.from_dict(manifest)), runtime, setup)
         assert (mine / "Data" / pattern).read_bytes() == (out / pattern).read_bytes()
         assert not any(p.name.endswith(".input.txt") for p in (mine / "Data").rglob("*"))
         assert not any("weights" in p.parts for p in (mine / "Data").rglob("*"))

@@ -12,9 +12,9 @@ A build's manifest names its backend ("backend"; a manifest without one is a FAN
 from __future__ import annotations
 
 from ..errors import UserError, VerificationFailed
+from ..manifest import DEFAULT_BACKEND as DEFAULT, Manifest
 from .base import Backend
 
-DEFAULT = "fanng"
 
 
 def _registry() -> dict[str, Backend]:
@@ -36,11 +36,11 @@ def backend_named(name: str) -> Backend:
     return registry[name]
 
 
-def backend_of(manifest) -> Backend:
+def backend_of(manifest: Manifest) -> Backend:
     """The backend a build directory was written for (its manifest's "backend"; absent: FANNG)."""
-    name = manifest.backend if hasattr(manifest, "backend") else manifest.get("backend", DEFAULT)
+    name = manifest.backend
     registry = _registry()
-    if not isinstance(name, str) or name not in registry:
+    if name not in registry:
         raise VerificationFailed(f"manifest.json: backend {str(name)[:40]!r} is not one of {', '.join(registry)}")
     return registry[name]
 

@@ -384,7 +384,7 @@ def cost(
 
     directory = _build_directory(directory)
     manifest = read_manifest(directory)
-    report = {"cost": manifest["cost"], "input_values_per_channel": manifest.get("input_values_per_channel", {})}
+    report = {"cost": manifest.cost, "input_values_per_channel": manifest.input_values_per_channel}
     if as_json:
         print(json.dumps(report))
         return

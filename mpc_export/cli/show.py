@@ -116,19 +116,20 @@ def _headroom_table(console: Console, s: dict) -> None:
     console.print(t)
 
 
-def cost_report(console: Console, manifest: dict) -> None:
-    protocol = manifest.get("protocol", {})
-    t = table(f"cost per execution of {Path(manifest['program']['path']).name} ({protocol.get('truncation', '?')} "
-              f"truncation, {protocol.get('convolution', '?')} convolutions; the runtime check and the parameters' "
+def cost_report(console: Console, manifest) -> None:
+    """The cost report of a build (a ``manifest.Manifest``)."""
+    protocol = manifest.fixed_spec.protocol.as_dict()
+    t = table(f"cost per execution of {Path(manifest.program.path).name} ({protocol['truncation']} "
+              f"truncation, {protocol['convolution']} convolutions; the runtime check and the parameters' "
               "input once per program)",
               ["layer", "products", "truncs", "compars", "triples", "bits", "rounds", "zero w"],
               right=("products", "truncs", "compars", "triples", "bits", "rounds", "zero w"))
-    for row in manifest["cost"]["layers"]:
+    for row in manifest.cost["layers"]:
         zeros = row["weight_zero_fraction"]
         t.add_row(row["node"], *(compact(row[k]) for k in ("multiplications", "truncations", "comparisons", "triples",
                                                            "bits", "rounds")),
                   "" if zeros is None else f"{zeros * 100:.1f} %")
-    total = manifest["cost"]["totals"]
+    total = manifest.cost["totals"]
     t.add_row("total", *(compact(total[k]) for k in ("multiplications", "truncations", "comparisons", "triples", "bits",
                                                       "rounds")), "")
     console.print(t)
@@ -138,9 +139,9 @@ def cost_report(console: Console, manifest: dict) -> None:
                   f"{total['rounds']:,} rounds (network round trips: every opening and private-input instruction, as the "
                   "runtime counts them)",
                   highlight=False)
-    values = manifest.get("input_values_per_channel", {})
+    values = manifest.input_values_per_channel
     console.print("values input per channel: " + ", ".join(f"{ch}: {n:,}" for ch, n in values.items()), highlight=False)
-    options = manifest["cost"].get("options")
+    options = manifest.cost.get("options")
     if options:
         t = table("the same model with each option (this build's truncation and calibration kept; public weights "
                   "reveal the model, public sparsity which weights are zero)",

@@ -52,6 +52,7 @@ from pathlib import Path
 
 from ..errors import UserError, VerificationFailed
 from ..export.writer import sha256_file
+from ..manifest import FileEntry, Manifest
 from ..run.hand_off import IDENTIFIER
 from ..backends.mamba.runtime import COMPILE_BOOT
 from .certs import (PARTIES, ROOT_CERT_FILE, write_new, load_certificates, is_published_test_certificate, player_cert_file,
@@ -269,7 +270,7 @@ def write_file_list(directory: Path) -> None:
     _write(directory / FILE_LIST, "".join(lines).encode())
 
 
-def _selection(manifest: dict):
+def _selection(manifest: Manifest):
     """The hand-off of a checked build (run/hand_off.py: the rule `mpc-export run` uses; players 1 and 2
     get only what run.hand_off.public_roles names, never an input; nobody an expected output), with the
     stricter names a bundle needs: the program name for run-player.sh, plain paths for FILES.sha256."""
@@ -277,7 +278,7 @@ def _selection(manifest: dict):
 
     files = hand_off(manifest)
     check_program_name(files.program_name)
-    entries = {entry["path"]: entry for entry in manifest["files"]}
+    entries = {entry.path: entry for entry in manifest.files}
     per_player = []
     for player, paths in enumerate(files.data_files):
         chosen = []
@@ -285,19 +286,19 @@ def _selection(manifest: dict):
             entry = entries[path]
             if not SAFE_PATH.fullmatch(path) or any(part in (".", "..") for part in path.split("/")):
                 raise VerificationFailed(f"manifest.json: {path[:80]!r} is not a plain relative path")
-            if entry["role"] == "expected_output" or path.startswith(f"{files.data_folder}/Outputs/"):
+            if entry.role == "expected_output" or path.startswith(f"{files.data_folder}/Outputs/"):
                 raise VerificationFailed(f"{path}: an expected output handed to player {player}")  # never: hand_off's rule
-            if player and entry["role"] == "input":
+            if player and entry.role == "input":
                 raise VerificationFailed(f"{path}: an input handed to player {player}")  # never: hand_off's rule
             chosen.append(entry)
         per_player.append(chosen)
     return files, per_player
 
 
-def _copy_checked(build_dir: Path, entry: dict) -> bytes:
-    data = (build_dir / entry["path"]).read_bytes()
-    if isinstance(entry.get("sha256"), str) and hashlib.sha256(data).hexdigest() != entry["sha256"]:
-        raise VerificationFailed(f"{entry['path']}: changed while the bundles were written")
+def _copy_checked(build_dir: Path, entry: FileEntry) -> bytes:
+    data = (build_dir / entry.path).read_bytes()
+    if entry.sha256 is not None and hashlib.sha256(data).hexdigest() != entry.sha256:
+        raise VerificationFailed(f"{entry.path}: changed while the bundles were written")
     return data
 
 
@@ -348,7 +349,7 @@ def write_bundles(build_dir: Path, out: Path, hosts: list[str], certs_dir: Path,
             _write(root / "Programs" / name / f"{name}.mpc", program)
             _write(root / "io_answers.txt", answers)
             for entry in per_player[player]:
-                _write(root / "Data" / entry["path"], _copy_checked(build_dir, entry))
+                _write(root / "Data" / entry.path, _copy_checked(build_dir, entry))
             _write(root / NETWORK_DATA, network)
             for cert in [ROOT_CERT_FILE] + [player_cert_file(p) for p in range(PARTIES)]:
                 _write(root / "Cert-Store" / cert, certificates[cert])

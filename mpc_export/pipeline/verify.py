@@ -40,15 +40,13 @@ class VerifyOptions:
 
 
 def _check_expected_outputs(manifest, graph, parsed, fixed_by_execution) -> None:
-    for entry in manifest["files"]:
-        if entry.get("role") != "expected_output":
-            continue
-        got = fixed_by_execution[entry["execution"]][entry["tensor"]].ravel()
-        written = parsed[entry["path"]]
+    for entry in manifest.files_of_role("expected_output"):
+        got = fixed_by_execution[entry.execution][entry.tensor].ravel()
+        written = parsed[entry.path]
         diff = np.flatnonzero(written != got)
         if diff.size:
             i = int(diff[0])
-            raise VerificationFailed(f"{entry['path']}: element {i} is {written[i]}, the reference computes {got[i]}")
+            raise VerificationFailed(f"{entry.path}: element {i} is {written[i]}, the reference computes {got[i]}")
 
 
 def _check_overflow(graph, fx, trace: Trace) -> list[dict]:
@@ -204,7 +202,7 @@ def verify(opts: VerifyOptions, progress=None) -> dict:
     trace = Trace()
     out_name = graph.output.name
     report: dict = {"directory": str(opts.directory), "model": str(model_path), "integrity": integrity,
-                    "model_description": manifest["model"].get("description", str(model_path))}
+                    "model_description": manifest.model.description or str(model_path)}
 
     if opts.dataset:
         seen = onnx_seen = 0
@@ -235,21 +233,21 @@ def verify(opts: VerifyOptions, progress=None) -> dict:
                       agreement=stages[2]["agreement_with_float"], worst_logit_err=worst_logit, dataset=str(opts.dataset),
                       stages=stages, onnx_images=onnx_seen)
     else:
-        executions = sorted(manifest["executions"], key=lambda e: e["index"])
-        x_int = [input_values(parsed, e["path"], graph.input_shape) for e in executions]
+        executions = sorted(manifest.executions, key=lambda e: e.index)
+        x_int = [input_values(parsed, e.path, graph.input_shape) for e in executions]
         x_int += [encode(graph.preprocess(load_image(p, graph.input_shape)), fx.frac_bits) for p in opts.inputs]
         x_int = np.stack(x_int)
         x_real = decode(x_int, fx.frac_bits)
         fixed = run_fixed(graph, fx, x_int, trace)
         flt = float_model(x_real)
         table.add(fixed, flt, oracle.run(x_real) if oracle else None, x_real)
-        _check_expected_outputs(manifest, graph, parsed, {e["index"]: {k: v[i] for k, v in fixed.items()} for i, e in enumerate(executions)})
+        _check_expected_outputs(manifest, graph, parsed, {e.index: {k: v[i] for k, v in fixed.items()} for i, e in enumerate(executions)})
         ref_logits, flt_logits = decode(fixed[out_name], fx.frac_bits), flt[out_name]
         agree = int(np.sum(np.argmax(ref_logits, 1) == np.argmax(flt_logits, 1)))
         report.update(images=len(x_int), onnx_images=len(x_int) if oracle else 0, agreement=agree / len(x_int), float_acc=None, fixed_acc=None,
                       worst_logit_err=float(np.abs(ref_logits - flt_logits).max()),
                       predictions=[{"fixed": int(a), "float": int(b)} for a, b in zip(np.argmax(ref_logits, 1), np.argmax(flt_logits, 1))])
-        report["fixed_logits"] = {e["index"]: [int(v) for v in fixed[out_name][i]] for i, e in enumerate(executions)}
+        report["fixed_logits"] = {e.index: [int(v) for v in fixed[out_name][i]] for i, e in enumerate(executions)}
         simulated = simulate_mpc(graph, fx, x_int, fixed, runs) if (runs := _simulation_runs(opts, fx)) else {}
 
     report["overflow"] = _check_overflow(graph, fx, trace)
@@ -287,7 +285,7 @@ def _compare_debug_layers(path: Path, graph, fixed: dict, executions: list, rows
         ident = Layout.ident(node)
         worst, count, first = 0, 0, None
         for i, e in enumerate(executions):
-            values = logged.get((e["index"], ident))
+            values = logged.get((e.index, ident))
             if not values:
                 continue
             dense = node.spec.debug_print == "vector"  # printed as one row of values

@@ -18,17 +18,18 @@ from dataclasses import dataclass
 from pathlib import PurePosixPath
 
 from ..errors import VerificationFailed
+from ..manifest import Manifest
 
 PARTIES = 3
 IDENTIFIER = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,99}")
 PLAYER_ZERO_ROLES = {"parameter", "sparsity_pattern", "input"}  # never expected_output
 
 
-def public_roles(manifest: dict) -> set[str]:
+def public_roles(manifest: Manifest) -> set[str]:
     """The file roles every player reads as public input: the parameters with --weights public, the
     sparsity pattern with --sparsity public."""
     roles = {"sparsity_pattern"}
-    if manifest["protocol"].get("weights") == "public":
+    if manifest.fixed_spec.protocol.public_weights:
         roles.add("parameter")
     return roles
 
@@ -45,34 +46,34 @@ class HandOff:
 
 
 
-def _single(manifest: dict, role: str) -> str:
-    paths = [entry["path"] for entry in manifest["files"] if entry.get("role") == role]
+def _single(manifest: Manifest, role: str) -> str:
+    paths = [entry.path for entry in manifest.files_of_role(role)]
     if len(paths) != 1:
         raise VerificationFailed(f"manifest.json: {len(paths)} files of role {role!r}; a build has exactly one")
     return paths[0]
 
 
-def hand_off(manifest: dict) -> HandOff:
+def hand_off(manifest: Manifest) -> HandOff:
     """The hand-off of a build whose files rederive() has checked. Refuses (VerificationFailed, one line)
     a program or data folder name that is not an identifier, a program path other than
     program/<name>/<name>.mpc, and a data file outside the data folder."""
-    name = manifest["program"].get("name")
-    if not isinstance(name, str) or not IDENTIFIER.fullmatch(name):
+    name = manifest.program.name
+    if not IDENTIFIER.fullmatch(name):
         raise VerificationFailed(f"manifest.json: program name {name!r} is not an identifier")
     program = _single(manifest, "program")
-    if program != f"program/{name}/{name}.mpc" or manifest["program"].get("path") != program:
-        raise VerificationFailed(f"manifest.json: program path {manifest['program'].get('path')!r} is not "
+    if program != f"program/{name}/{name}.mpc" or manifest.program.path != program:
+        raise VerificationFailed(f"manifest.json: program path {manifest.program.path!r} is not "
                                  f"program/{name}/{name}.mpc, the build's program file")
     answers = _single(manifest, "io_answers")
     if answers != "io_answers.txt":
         raise VerificationFailed(f"manifest.json: IO answers at {answers!r}, not io_answers.txt")
-    folder = manifest.get("data_folder")
-    if not isinstance(folder, str) or not IDENTIFIER.fullmatch(folder):
+    folder = manifest.data_folder
+    if not IDENTIFIER.fullmatch(folder):
         raise VerificationFailed(f"manifest.json: data folder {folder!r} is not an identifier")
     public = public_roles(manifest)
     per_player: list[list[str]] = [[] for _ in range(PARTIES)]
-    for entry in manifest["files"]:
-        role, path = entry.get("role"), entry["path"]
+    for entry in manifest.files:
+        role, path = entry.role, entry.path
         if role not in PLAYER_ZERO_ROLES and role != "expected_output":
             continue
         if PurePosixPath(path).parts[0] != folder or ".." in PurePosixPath(path).parts:

@@ -13,56 +13,20 @@ import numpy as np
 from ..errors import UserError, VerificationFailed
 from ..export.tokens import STOI_LIMIT, parse_token
 from ..export.writer import sha256_file
+from ..manifest import CHECKED_ROLES, FileEntry, Manifest
 from ..quantize.graph import quantize_graph
 
-CHECKED_ROLES = ("parameter", "sparsity_pattern", "input", "expected_output")  # parsed under the runtime's rules
 
-
-def read_manifest(directory: Path) -> dict:
+def read_manifest(directory: Path) -> Manifest:
+    """The build directory's manifest.json, typed and shape-checked (``manifest.Manifest.from_dict``)."""
     path = directory / "manifest.json"
     if not path.is_file():
         raise UserError(f"{directory}: no manifest.json (is this a directory written by `mpc-export build`?)")
     try:
-        manifest = json.loads(path.read_text())
+        data = json.loads(path.read_text())
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:
         raise VerificationFailed(f"{path}: not valid JSON: {exc}") from None
-    check_manifest_shape(manifest)
-    return manifest
-
-
-# the keys verify, run and cost read, with the JSON type each must have
-REQUIRED = {"model": dict, "fixed_point": dict, "protocol": dict, "files": list, "program": dict, "executions": list,
-            "channel_map": dict, "data_folder": str, "cost": dict}
-REQUIRED_IN = {"model": {"path": str, "sha256": str}, "program": {"name": str, "path": str},
-               "fixed_point": {"frac_bits": int, "total_bits": int, "kappa": int, "prime_bits": int,
-                               "reading_precision": int, "number_format": str}}
-
-
-def check_manifest_shape(manifest) -> None:
-    """Every key the commands read, with its type: a missing or mistyped one is one clear error."""
-    if not isinstance(manifest, dict):
-        raise VerificationFailed("manifest.json: not a JSON object")
-    for key, kind in REQUIRED.items():
-        if not isinstance(manifest.get(key), kind):
-            hint = " (a build from an older mpc-export? rebuild it)" if key == "protocol" else ""
-            raise VerificationFailed(f"manifest.json: {key!r} is missing or not a {kind.__name__}{hint}")
-    for key, fields in REQUIRED_IN.items():
-        for field, kind in fields.items():
-            if not isinstance(manifest[key].get(field), kind) or isinstance(manifest[key].get(field), bool):
-                raise VerificationFailed(f"manifest.json: {key}.{field} is missing or not a {kind.__name__}")
-    for index, entry in enumerate(manifest["files"]):
-        if not isinstance(entry, dict) or not isinstance(entry.get("path"), str) or not isinstance(entry.get("role"), str):
-            raise VerificationFailed(f"manifest.json: files[{index}] needs a path and a role")
-        if entry["role"] in CHECKED_ROLES and not (isinstance(entry.get("sha256"), str) and isinstance(entry.get("reading_precision"), int)):
-            raise VerificationFailed(f"manifest.json: files[{index}] ({entry['path']}) needs sha256 and reading_precision")
-    for index, execution in enumerate(manifest["executions"]):
-        if not isinstance(execution, dict) or not isinstance(execution.get("index"), int) or not isinstance(execution.get("path"), str):
-            raise VerificationFailed(f"manifest.json: executions[{index}] needs an index and a path")
-
-
-def _where(entry: dict) -> str:
-    channel = f", channel {entry['channel']}" if "channel" in entry else ""
-    return f"{entry['path']}{channel}"
+    return Manifest.from_dict(data)
 
 
 # a whole file of runtime tokens (export.tokens.TOKEN), separated by whitespace: one C-speed check
@@ -91,19 +55,19 @@ def parse_values(text: str, reading_precision: int) -> np.ndarray | None:
     return values
 
 
-def parse_file(directory: Path, entry: dict, reading_precision: int) -> np.ndarray:
+def parse_file(directory: Path, entry: FileEntry, reading_precision: int) -> np.ndarray:
     """The integers the runtime reads from one data file (raises VerificationFailed naming the first bad
     token, or a count other than the manifest's)."""
-    text = (directory / entry["path"]).read_text()
+    text = (directory / entry.path).read_text()
     values = parse_values(text, reading_precision)
     if values is None:
         values = _parse_tokens(text, entry, reading_precision)
-    if "count" in entry and len(values) != entry["count"]:
-        raise VerificationFailed(f"{_where(entry)}: {len(values)} values, the program reads {entry['count']}")
+    if entry.count is not None and len(values) != entry.count:
+        raise VerificationFailed(f"{entry.where}: {len(values)} values, the program reads {entry.count}")
     return values
 
 
-def _parse_tokens(text: str, entry: dict, reading_precision: int) -> np.ndarray:
+def _parse_tokens(text: str, entry: FileEntry, reading_precision: int) -> np.ndarray:
     """parse_token on every token of ``text``, naming the first one the runtime would abort on."""
     tokens = text.split()
     values = []
@@ -111,63 +75,59 @@ def _parse_tokens(text: str, entry: dict, reading_precision: int) -> np.ndarray:
         try:
             values.append(parse_token(token, reading_precision))
         except ValueError as exc:
-            raise VerificationFailed(f"{_where(entry)}: element {index}: {exc}; the runtime would abort") from None
+            raise VerificationFailed(f"{entry.where}: element {index}: {exc}; the runtime would abort") from None
     return np.array(values, dtype=np.int64)
 
 
-def check_files(directory: Path, manifest: dict) -> dict[str, np.ndarray]:
+def check_files(directory: Path, manifest: Manifest) -> dict[str, np.ndarray]:
     """Hash and parse every file; return the parsed integers of data files by path."""
     parsed = {}
-    for entry in manifest["files"]:
-        path = directory / entry["path"]
+    for entry in manifest.files:
+        path = directory / entry.path
         if not path.is_file():
-            raise VerificationFailed(f"{_where(entry)}: file is missing")
+            raise VerificationFailed(f"{entry.where}: file is missing")
         digest = sha256_file(path)
-        if digest != entry["sha256"]:
-            detail = ""
-            if entry.get("role") in CHECKED_ROLES:
-                detail = _first_difference(directory, entry, manifest)
-            raise VerificationFailed(f"{_where(entry)}: SHA-256 differs from the manifest (file changed after build){detail}")
-        if entry.get("role") in CHECKED_ROLES:
-            parsed[entry["path"]] = parse_file(directory, entry, entry["reading_precision"])
+        if digest != entry.sha256:
+            detail = _first_difference(directory, entry) if entry.role in CHECKED_ROLES else ""
+            raise VerificationFailed(f"{entry.where}: SHA-256 differs from the manifest (file changed after build){detail}")
+        if entry.role in CHECKED_ROLES:
+            parsed[entry.path] = parse_file(directory, entry, entry.reading_precision)
     return parsed
 
 
-def _first_difference(directory: Path, entry: dict, manifest: dict) -> str:
+def _first_difference(directory: Path, entry: FileEntry) -> str:
     """For a changed data file, name the first element that differs from what build intended, if known."""
     try:
-        values = parse_file(directory, entry, entry["reading_precision"])
+        values = parse_file(directory, entry, entry.reading_precision)
     except VerificationFailed as exc:
         return f"; {str(exc).split(': ', 1)[-1]}"
-    return f"; it now holds {values.size} values" if values.size != entry.get("count") else ""
+    return f"; it now holds {values.size} values" if values.size != entry.count else ""
 
 
-def attach_parameters(graph, fx, manifest: dict, parsed: dict[str, np.ndarray]) -> None:
+def attach_parameters(graph, fx, manifest: Manifest, parsed: dict[str, np.ndarray]) -> None:
     """Set node.qparams from the parsed files; fail naming file, channel and index where they differ
     from the model quantized afresh (catches edits even when the manifest was edited too)."""
     fresh = copy.deepcopy(graph)
     quantize_graph(fresh, fx)
-    for entry in manifest["files"]:
-        if entry.get("role") != "parameter":
-            continue
-        flat = parsed[entry["path"]]
-        for t in entry["tensors"]:
+    for entry in manifest.files_of_role("parameter"):
+        flat = parsed[entry.path]
+        for t in entry.tensors:
             try:
-                node = graph.node(t["node"])
+                node = graph.node(t.node)
             except KeyError:
-                raise VerificationFailed(f"{_where(entry)}: tensor {t['tensor']} names layer {t['node']}, which the model lacks") from None
-            want = fresh.node(t["node"]).qparams[t["param"]]
-            if tuple(t["shape"]) != want.shape:
-                raise VerificationFailed(f"{_where(entry)}: {t['tensor']} has shape {tuple(t['shape'])}, the model has {want.shape}")
-            values = flat[t["offset"]:t["offset"] + t["count"]]
+                raise VerificationFailed(f"{entry.where}: tensor {t.tensor} names layer {t.node}, which the model lacks") from None
+            want = fresh.node(t.node).qparams[t.param]
+            if t.shape != want.shape:
+                raise VerificationFailed(f"{entry.where}: {t.tensor} has shape {t.shape}, the model has {want.shape}")
+            values = flat[t.offset:t.offset + t.count]
             diff = np.flatnonzero(values != want.ravel())
             if diff.size:
                 i = int(diff[0])
                 raise VerificationFailed(
-                    f"{_where(entry)}: element {t['offset'] + i} ({t['tensor']}[{i}]) is {values[i]}, the model quantizes "
+                    f"{entry.where}: element {t.offset + i} ({t.tensor}[{i}]) is {values[i]}, the model quantizes "
                     f"to {want.ravel()[i]} ({diff.size} element(s) differ)"
                 )
-            node.qparams[t["param"]] = values.reshape(want.shape)
+            node.qparams[t.param] = values.reshape(want.shape)
     for node in graph.nodes:
         for param, _ in node.spec.params:
             if param not in node.qparams:

@@ -11,6 +11,7 @@ from pathlib import Path
 import numpy as np
 
 from ..export.products import data_products
+from ..manifest import Manifest
 from ..errors import VerificationFailed
 from ..export.channels import channel_map_from_manifest
 from ..export.plan import input_file, parameter_files, pattern_file
@@ -20,12 +21,12 @@ from ..reference.run import run_fixed
 TOOL_EXTRAS = ("manifest.json", "run-logs/")
 
 
-def check_paths(directory: Path, manifest: dict) -> None:
+def check_paths(directory: Path, manifest: Manifest) -> None:
     """Every manifest path relative, inside the directory, through no symlink."""
     root = directory.resolve()
-    for entry in manifest.get("files", []):
-        rel = entry.get("path")
-        if not isinstance(rel, str) or not rel or Path(rel).is_absolute() or ".." in Path(rel).parts:
+    for entry in manifest.files:
+        rel = entry.path
+        if not rel or Path(rel).is_absolute() or ".." in Path(rel).parts:
             raise VerificationFailed(f"manifest.json: file path {rel!r} is not a relative path inside the directory")
         current = directory
         for part in Path(rel).parts:
@@ -47,25 +48,25 @@ def _first_difference(written: bytes, derived: bytes) -> str:
     return f"{len(written)} bytes where the model gives {len(derived)}"
 
 
-def rederive(directory: Path, manifest: dict, graph, fx, parsed: dict, backend) -> list[str]:
+def rederive(directory: Path, manifest: Manifest, graph, fx, parsed: dict, backend) -> list[str]:
     """Compare every file with what the model (``graph``: lowered, parameters attached), the recorded
     options and the build's ``backend`` (``backends.backend_of(manifest)``: its program files) produce;
     return the checks made (one line each). Raises VerificationFailed at the first file that differs, is
     missing or is not the build's."""
     check_paths(directory, manifest)
-    cmap = channel_map_from_manifest(manifest["channel_map"])
+    cmap = channel_map_from_manifest(manifest.channel_map)
     params = parameter_files(graph, cmap)
     pattern = pattern_file(graph, fx, cmap, params)
-    executions = sorted(manifest["executions"], key=lambda e: e["index"])
-    if [e["index"] for e in executions] != list(range(len(executions))):
+    executions = sorted(manifest.executions, key=lambda e: e.index)
+    if [e.index for e in executions] != list(range(len(executions))):
         raise VerificationFailed("manifest.json: executions must be numbered 0, 1, ...")
-    inputs = [input_file(graph, cmap, e["index"]) for e in executions]
-    listed_entries = {f["path"]: f for f in manifest["files"]}
+    inputs = [input_file(graph, cmap, e.index) for e in executions]
+    listed_entries = {f.path: f for f in manifest.files}
     x_int = np.stack([input_values(parsed, i.path, graph.input_shape) for i in inputs])
     outputs = run_fixed(graph, fx, x_int)
-    sources = [str(e.get("source", "")) for e in executions]
-    debug = bool(manifest["program"].get("debug", False))
-    products = (data_products(graph, fx, manifest["fixed_point"]["number_format"], params, inputs, x_int, outputs, sources, pattern)
+    sources = [e.source for e in executions]
+    debug = manifest.program.debug
+    products = (data_products(graph, fx, manifest.number_format, params, inputs, x_int, outputs, sources, pattern)
                 + backend.program_products(graph, fx, params, inputs, x_int, debug, pattern))
     derived = {p.path: p for p in products}
     if set(listed_entries) != set(derived):
@@ -75,8 +76,8 @@ def rederive(directory: Path, manifest: dict, graph, fx, parsed: dict, backend) 
     for path, product in derived.items():
         entry = listed_entries[path]
         for key in ("role", "channel", "count", "execution"):
-            if key in product.entry and entry.get(key) != product.entry[key]:
-                raise VerificationFailed(f"{path}: manifest says {key} {entry.get(key)!r}, the build gives {product.entry[key]!r}")
+            if key in product.entry and getattr(entry, key) != product.entry[key]:
+                raise VerificationFailed(f"{path}: manifest says {key} {getattr(entry, key)!r}, the build gives {product.entry[key]!r}")
         written = (directory / path).read_bytes()
         if written != product.text.encode():
             raise VerificationFailed(f"{path}: differs from what the model and the recorded options produce "

@@ -8,19 +8,10 @@ from pathlib import Path
 
 from ..errors import UserError, VerificationFailed
 from ..export.writer import sha256_file
-from ..fixedpoint import FixedSpec, Protocol
 from ..fold import lower_for_mpc
 from ..load import load_model
 from .integrity import attach_parameters, check_files, read_manifest
 from .rederive import check_paths
-
-
-def _spec(manifest: dict) -> FixedSpec:
-    """The fixed-point format and protocol the build recorded (a build without a protocol object predates
-    exact truncation: probabilistic)."""
-    f = manifest["fixed_point"]
-    protocol = Protocol.from_dict(manifest.get("protocol", {"truncation": "probabilistic", "convolution": "direct"}))
-    return FixedSpec(f["frac_bits"], f["total_bits"], f["kappa"], f["prime_bits"], f["reading_precision"], protocol)
 
 
 def load_reference(directory: Path, model: Path | None, trust_pickle: bool = False, trust_torchscript: bool = False):
@@ -29,16 +20,15 @@ def load_reference(directory: Path, model: Path | None, trust_pickle: bool = Fal
     manifest = read_manifest(directory)
     check_paths(directory, manifest)  # before any manifest path is opened
     parsed = check_files(directory, manifest)
-    model_path = Path(model) if model else Path(manifest["model"]["path"])
+    model_path = Path(model) if model else Path(manifest.model.path)
     if not model_path.is_file():
         raise UserError(f"model {model_path} (from manifest.json) not found; pass --model")
-    if sha256_file(model_path) != manifest["model"]["sha256"]:
+    if sha256_file(model_path) != manifest.model.sha256:
         raise VerificationFailed(f"{model_path}: SHA-256 differs from the model this directory was built from")
-    fx = _spec(manifest)
+    fx = manifest.fixed_spec
     float_graph = load_model(model_path, trust_pickle=trust_pickle, trust_torchscript=trust_torchscript)
-    pre = manifest.get("preprocessing", {})
-    if pre.get("mean") is not None:
-        float_graph.mean, float_graph.std = tuple(pre["mean"]), tuple(pre["std"])
+    if manifest.mean is not None:
+        float_graph.mean, float_graph.std = manifest.mean, manifest.std
     graph, _ = lower_for_mpc(float_graph)
     attach_parameters(graph, fx, manifest, parsed)
     return manifest, fx, graph, parsed, model_path

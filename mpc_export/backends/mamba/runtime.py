@@ -30,6 +30,7 @@ from pathlib import Path
 
 from . import runtime_check
 from ...errors import UserError, VerificationFailed
+from ...manifest import Manifest
 from ...run.hand_off import PARTIES, HandOff, hand_off
 from ...run.lock import run_lock
 from ...run.logs import FilteredLog, fresh_directory, tail
@@ -164,12 +165,12 @@ def _stop(proc: subprocess.Popen) -> None:
         proc.wait()
 
 
-def estimate_seconds(manifest: dict) -> float:
+def estimate_seconds(manifest: Manifest) -> float:
     """The players' time the build's cost report predicts (the fit above), every execution and the
     once-per-program rows (the runtime check, the parameters' input) included."""
-    cost = manifest["cost"]
+    cost = manifest.cost
     once = set(cost.get("once_per_program", []))
-    executions = max(1, len(manifest["executions"]))
+    executions = max(1, len(manifest.executions))
 
     def total(key: str) -> int:
         return sum(row[key] * (1 if row["node"] in once else executions) for row in cost["layers"])
