@@ -242,4 +242,4 @@ def test_file_parse_names_the_first_bad_token(tmp_path):
     else:
         raise AssertionError("1e3 is not a runtime token")
     (tmp_path / "p.txt").write_text("0.5 1 2.25\n")
-    assert parse_file(tmp_path, {"path": "p.txt"}, 12).tolist() == [2048, 1, 9216]
+    assert parse_file(tmp_path, FileEntry("p.txt", "parameter"), 12).tolist() == [2048, 1, 9216]
