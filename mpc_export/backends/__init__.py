@@ -42,7 +42,7 @@ def backend_of(manifest: Manifest) -> Backend:
     registry = _registry()
     if name not in registry:
         raise VerificationFailed(f"manifest.json: backend {str(name)[:40]!r} is not one of {', '.join(registry)}")
-    return registry[name]
+    return registry[name].for_manifest(manifest)
 
 
 __all__ = ["Backend", "DEFAULT", "backend_named", "backend_of", "names"]

@@ -11,6 +11,20 @@ class Backend:
     name: str = ""
     runtime_name: str = ""  # the runtime in words, for messages
 
+    default_convolution = "winograd"  # --convolution when the command line names none
+
+    def with_protocol(self, protocol: str | None) -> "Backend":
+        """This backend with the command line's --protocol (None: its default)."""
+        if protocol is not None:
+            from ..errors import UserError
+
+            raise UserError(f"--protocol is for --backend mp-spdz; {self.runtime_name} has one protocol")
+        return self
+
+    def for_manifest(self, manifest) -> "Backend":
+        """This backend configured as a build recorded it (``manifest.Manifest``), e.g. its protocol."""
+        return self
+
     def check_options(self, fx, debug: bool) -> None:
         """Refuse, in one line, an option this backend cannot honour (before anything is written)."""
 

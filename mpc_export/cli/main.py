@@ -58,7 +58,7 @@ def build(
     reading_precision: int = typer.Option(12, "--reading-precision", metavar="R", help="R: the runtime's fixed_point_reading_precision"),
     number_format: str = typer.Option("decimal", "--number-format", metavar="decimal|integer", help="decimal (needs F == R) or integer"),
     truncation: str = typer.Option("exact", "--truncation", metavar="exact|probabilistic", help="exact (the secure run equals the reference bit for bit) or probabilistic (TruncPr: cheaper, within a bound)"),
-    convolution: str = typer.Option("winograd", "--convolution", metavar="winograd|direct", help="winograd (F(2x2,3x3) for 3x3 stride-1 convolutions: 2.25x fewer products, same output) or direct"),
+    convolution: Optional[str] = typer.Option(None, "--convolution", metavar="winograd|direct", help="winograd (F(2x2,3x3) for 3x3 stride-1 convolutions: 2.25x fewer products, same output; the FANNG default) or direct (dot products; the MP-SPDZ default)"),
     weights: str = typer.Option("private", "--weights", metavar="private|public", help="public: every player reads the parameter files as public values (the model is revealed, the input stays secret; products with a weight are local; --convolution direct is then a little cheaper)"),
     sparsity: str = typer.Option("private", "--sparsity", metavar="private|public", help="public: the positions of the non-zero weights are public (the pruning pattern is revealed, the values stay secret) and products by a zero weight are skipped"),
     calibrate: Optional[Path] = typer.Option(None, "--calibrate", metavar="NPZ", help="set each comparison's width from the peaks on these images (x uint8 NHWC, y labels) plus --margin-bits; verify --dataset on other images fails on any value beyond"),
@@ -73,17 +73,23 @@ def build(
     std: Optional[str] = typer.Option(None, "--std", metavar="S,S,S", help="per-channel std, e.g. 0.229,0.224,0.225"),
     trust_pickle: bool = typer.Option(False, "--trust-pickle", help="load a fully pickled nn.Module (runs its code: only for files you trust)"),
     trust_torchscript: bool = typer.Option(False, "--trust-torchscript", help="load a TorchScript file (runs its TorchScript code: only for files you trust)"),
+    backend: str = typer.Option("fanng", "--backend", metavar="fanng|mp-spdz", help="the runtime: fanng (FANNG-MPC / SCALE-MAMBA, a MAMBA program) or mp-spdz (an MP-SPDZ program, 3-party honest majority)"),
+    protocol: Optional[str] = typer.Option(None, "--protocol", metavar="NAME", help="with --backend mp-spdz: sy-rep-ring (default; malicious, abort), ring (semi-honest), sy-rep-field, mal-shamir, rep-field, shamir"),
 ):
-    """Turn MODEL into parameter files, input files, the MAMBA program and IO answers."""
+    """Turn MODEL into parameter files, input files, the program (MAMBA, or MP-SPDZ with --backend mp-spdz)."""
     from rich.progress import Progress
 
+    from ..backends import backend_named
     from ..pipeline.build import BuildOptions, build as run_build
 
+    if convolution is None:
+        convolution = backend_named(backend).default_convolution
     if calibrate is not None:
         keep_freed_memory()  # batch after batch reuses the same pages
     opts = BuildOptions(model=model, out=out, inputs=list(input), number_format=number_format, channel_map=channel_map,
                         force=force, debug=debug, mean=_floats(mean, "--mean"), std=_floats(std, "--std"), trust_pickle=trust_pickle,
                         trust_torchscript=trust_torchscript, calibrate=calibrate, calibrate_limit=limit, margin_bits=margin_bits,
+                        backend=backend, protocol=protocol,
                         fx=FixedSpec(frac_bits=frac_bits, total_bits=total_bits, reading_precision=reading_precision,
                                      protocol=Protocol(truncation=truncation, convolution=convolution, weights=weights,
                                                        sparsity=sparsity)))

@@ -42,6 +42,7 @@ class BuildOptions:
     calibrate_limit: int | None = None  # its first N images
     margin_bits: int = 4  # calibrated limit = bits of the calibrated peak + this margin
     backend: str = DEFAULT  # the runtime the program is for (backends.names())
+    protocol: str | None = None  # the backend's protocol (mp-spdz: backends.mpspdz.PROTOCOLS), None: its default
 
 
 def check_calibration(budget, trace: Trace, graph, fx, what: str) -> None:
@@ -107,7 +108,7 @@ def build(opts: BuildOptions, progress=None) -> dict:
     started = time.perf_counter()
     fx = opts.fx
     fx.validate()
-    backend = backend_named(opts.backend)
+    backend = backend_named(opts.backend).with_protocol(opts.protocol)
     backend.check_options(fx, opts.debug)
     check_format(opts.number_format, fx.frac_bits, fx.reading_precision)
     cmap = load_channel_map(opts.channel_map)
