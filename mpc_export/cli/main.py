@@ -157,6 +157,8 @@ def _summary(m: dict) -> dict:
         "calibration": m.get("calibration"),
         "build_seconds": m["build_seconds"],
         "program": m["program"]["path"],
+        "backend": m.get("backend", "fanng"),
+        "mp_spdz": m.get("mp_spdz"),
     }
 
 
@@ -231,12 +233,21 @@ def run(
     party: Optional[int] = typer.Option(None, "--party", metavar="P", help="with --hosts: the party this machine plays (0, 1 or 2)"),
     certs_dir: Optional[Path] = typer.Option(None, "--certs", metavar="CERTS", help="with --hosts: the directory mpc-export certs wrote"),
     port_base: int = typer.Option(14000, "--port-base", metavar="P", help="with --hosts: player p listens on P + p"),
+    backend: Optional[str] = typer.Option(None, "--backend", metavar="fanng|mp-spdz", help="the build's backend (default: the one it was built for; a different one is refused)"),
 ):
     """Run the generated program for real (3 players on 127.0.0.1) and check its logits against the reference;
     with --hosts, start only this machine's party (the others start from their bundles on their hosts)."""
     from ..backends.mamba.runtime import RunOptions, run as run_program
     from ..pipeline.verify import VerifyOptions, verify as run_verify
 
+    built_for = _backend_of_build(directory)
+    if backend is not None and backend != built_for:
+        raise UserError(f"{directory} was built with --backend {built_for}; rebuild it with --backend {backend} to run it there")
+    if built_for == "mp-spdz":
+        if hosts is not None or party is not None or certs_dir is not None or compiler is not None or parties != 3:
+            raise UserError("--hosts, --party, --certs, --compiler and --parties are for FANNG builds; an MP-SPDZ run takes --runtime DIR")
+        _run_mp_spdz(directory, runtime, execution, timeout, keep, trust_pickle, trust_torchscript)
+        return
     if hosts is not None:
         if party is None or certs_dir is None:
             raise UserError("--hosts needs --party P (this machine's party) and --certs CERTS (from mpc-export certs)")
@@ -293,6 +304,28 @@ def run(
         exact = report.get("truncation") == "exact"
         raise VerificationFailed(f"the MPC run {'differs from the reference (exact truncation: they must be equal)' if exact else 'deviates from the reference beyond the derived bound'}"
                                  f"{' or changes a prediction' if not same_class else ''}; first at {m.get('first_difference')}")
+
+
+def _backend_of_build(directory: Path) -> str:
+    from ..verify.integrity import read_manifest
+
+    return read_manifest(directory).backend
+
+
+def _run_mp_spdz(directory, runtime, execution, timeout, keep, trust_pickle, trust_torchscript) -> None:
+    """run on an MP-SPDZ build: compile, 3 parties on 127.0.0.1, logits checked against the reference."""
+    from ..backends.mpspdz.runtime import MpSpdzRunOptions, run as run_parties
+    from ..pipeline.verify import VerifyOptions, verify as run_verify
+
+    result = run_parties(MpSpdzRunOptions(directory=directory, runtime=runtime, execution=execution, timeout=timeout, keep=keep,
+                                          trust_pickle=trust_pickle, trust_torchscript=trust_torchscript),
+                         progress=lambda msg: err_console.print(msg, soft_wrap=True, highlight=False, markup=False))
+    report = run_verify(VerifyOptions(directory=directory, mpc_log=result.log_path, onnx=False, min_agreement=0.0,
+                                      trust_pickle=trust_pickle, trust_torchscript=trust_torchscript))
+    show.mp_spdz_run(console, result, report)
+    m = report["mpc"]
+    if not m["ok"]:
+        raise VerificationFailed(f"the MPC run differs from the reference (exact truncation: they must be equal); first at {m.get('first_difference')}")
 
 
 def _hosts(text: str) -> list[str]:

@@ -4,6 +4,7 @@ Nothing is cut: table cells fold instead of ending in an ellipsis, text lines wr
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 from rich.console import Console
@@ -48,6 +49,25 @@ def fields(rows: list[tuple[str, str]]) -> Table:
     return grid
 
 
+def _backend_rows(s: dict, c: dict, parameter_files: int, channels: list[int]) -> list[tuple[str, str]]:
+    """The summary's cost and files rows, as the build's backend counts them."""
+    if s.get("backend") == "mp-spdz":
+        mp = s["mp_spdz"]
+        domain = mp["domain"]
+        where = (f"ring Z/2^{domain['ring_bits']}" if domain["kind"] == "ring"
+                 else f"a prime of at least {domain['prime_bits_at_least']} bits")
+        return [("backend", f"MP-SPDZ, protocol {mp['protocol']} ({mp['security']}), {where} (widest step "
+                            f"{mp['largest_bit_length']} bits); compile with compile.py {' '.join(mp['compile_flags'])}"),
+                ("cost", f"{c['dot_products']:,} dot products, {c['multiplications']:,} secret products, "
+                         f"{c['truncations']:,} exact truncations, {c['comparisons']:,} comparisons per execution"),
+                ("files", f"{s['files']} files, {s['bytes'] / 1e6:.1f} MB: the MP-SPDZ program, player 0's input file "
+                          f"({mp['input_file']}), {parameter_files} parameter files and {len(s['executions'])} input(s) as "
+                          "records of player 0's data, the expected outputs")]
+    return [("cost", f"{c['triples']:,} triples, {c['bits']:,} random bits, {c['rounds']:,} rounds"),
+            ("files", f"{s['files']} files, {s['bytes'] / 1e6:.1f} MB: {parameter_files} parameter files on channels "
+                      f"{channels[0]}-{channels[-1]}, {len(s['executions'])} input(s), the program, IO answers")]
+
+
 def build_summary(console: Console, s: dict, verbose: bool) -> None:
     model, fx, c = s["model"], s["fixed_point"], s["cost"]
     classes = s["classes"]
@@ -65,9 +85,7 @@ def build_summary(console: Console, s: dict, verbose: bool) -> None:
                         f"{fx['reading_precision']}; {fx['number_format']} files"),
         ("protocol", f"{s['protocol']['truncation']} truncation, {s['protocol']['convolution']} convolutions, "
                      f"{s['protocol'].get('weights', 'private')} weights, {s['protocol'].get('sparsity', 'private')} sparsity"),
-        ("cost", f"{c['triples']:,} triples, {c['bits']:,} random bits, {c['rounds']:,} rounds"),
-        ("files", f"{s['files']} files, {s['bytes'] / 1e6:.1f} MB: {parameter_files} parameter files on channels "
-                  f"{channels[0]}-{channels[-1]}, {len(s['executions'])} input(s), the program, IO answers"),
+        *_backend_rows(s, c, parameter_files, channels),
         ("prediction", "; ".join(predictions)),
         ("reveals", s["disclosure"]),
     ]
@@ -118,6 +136,9 @@ def _headroom_table(console: Console, s: dict) -> None:
 
 def cost_report(console: Console, manifest) -> None:
     """The cost report of a build (a ``manifest.Manifest``)."""
+    if manifest.backend == "mp-spdz":
+        _mp_spdz_cost_report(console, manifest)
+        return
     protocol = manifest.fixed_spec.protocol.as_dict()
     t = table(f"cost per execution of {Path(manifest.program.path).name} ({protocol['truncation']} "
               f"truncation, {protocol['convolution']} convolutions; the runtime check and the parameters' "
@@ -153,6 +174,55 @@ def cost_report(console: Console, manifest) -> None:
             t.add_row(o["convolution"] + (" (this build)" if mine else ""), o["weights"], o.get("sparsity", "private"),
                       compact(o["triples"]), compact(o["bits"]), compact(o["rounds"]))
         console.print(t)
+
+
+def _mp_spdz_cost_report(console: Console, manifest) -> None:
+    mp = manifest.backend_record
+    t = table(f"cost per execution of {Path(manifest.program.path).name} (MP-SPDZ, protocol {mp.get('protocol')}; "
+              "the parameters are input once per program)",
+              ["layer", "dot products", "products", "truncs", "compars"], right=("dot products", "products", "truncs", "compars"))
+    keys = ("dot_products", "multiplications", "truncations", "comparisons")
+    for row in manifest.cost["layers"]:
+        t.add_row(row["node"], *(compact(row[k]) for k in keys))
+    total = manifest.cost["totals"]
+    t.add_row("total", *(compact(total[k]) for k in keys))
+    console.print(t)
+    console.print(f"truncations by (bit length, shift): {total['truncations_by_shape']}; comparisons by bit length: "
+                  f"{total['comparisons_by_bits']}", highlight=False)
+    console.print("each dot product is one reshare whatever its length; the preprocessing and rounds a comparison or "
+                  "truncation needs depend on the protocol: `mpc-export run` prints MP-SPDZ's compiler counts",
+                  highlight=False)
+
+
+def mp_spdz_run(console: Console, result, report: dict) -> None:
+    """What an MP-SPDZ run measured, each party's run root, and the logits against the reference."""
+    console.print(f"MPC run ({result.protocol}): {result.wall_s:.1f} s for the parties (MP-SPDZ's Time "
+                  f"{_maybe(result.time_s, '{:.2f} s')}, preprocessing included; compile {result.compile_s:.1f} s); data sent "
+                  f"{_maybe(result.global_data_mb, '{:.1f} MB')} by all parties; log {result.log_path}", soft_wrap=True,
+                  highlight=False, markup=False)
+    t = table("parties", ["party", "peak memory", "data sent", "rounds", "files in its run root"],
+              right=("peak memory", "data sent", "rounds"))
+    for p in result.parties:
+        t.add_row(str(p.party), f"{p.peak_mb} MB", _maybe(p.data_sent_mb, "{:.1f} MB"), _maybe(p.rounds, "{:,}"),
+                  ", ".join(f for f in p.files if not f.startswith("Programs/") and not re.fullmatch(r"Player-Data/[0-9a-f]{8}\.\d", f)))
+    console.print(t)
+    requires = result.compiler.get("requires", {})
+    if requires:
+        console.print("MP-SPDZ's compiler: " + ", ".join(f"{n:,} {what}" for what, n in requires.items()), highlight=False)
+    reference = report["fixed_logits"]
+    t = table("logits: MPC vs reference (raw integers, units of 2^-F)", ["execution", "class", "MPC", "reference", "|diff|"],
+              right=("execution", "class", "MPC", "reference", "|diff|"))
+    for e, values in sorted(result.logits.items()):
+        for j, v in sorted(values.items()):
+            t.add_row(str(e), str(j), str(v), str(reference[e][j]), str(abs(v - reference[e][j])))
+    console.print(t)
+    m = report["mpc"]
+    console.print(f"max |MPC - reference| = {m['max_ulp_err']} ulp (exact truncation: equal required): "
+                  f"{'ok' if m['ok'] else 'FAILED'}", highlight=False)
+
+
+def _maybe(value, form: str) -> str:
+    return "?" if value is None else form.format(value)
 
 
 def verify_report(console: Console, r: dict) -> None:
@@ -191,8 +261,12 @@ def verify_report(console: Console, r: dict) -> None:
                       f"{'ok' if m['ok'] else 'FAIL'}", highlight=False)
     console.print(("verified" if r["ok"] else "verification FAILED") + f" in {r['seconds']} s", highlight=False)
     if r["ok"] and "mpc" not in r:
-        console.print(f"next: mpc-export run {r['directory']} --runtime FANNG_DIR  (a real 3-party run; each player "
-                      "holds 4-6 GB)", highlight=False)
+        if r.get("backend") == "mp-spdz":
+            console.print(f"next: mpc-export run {r['directory']} --runtime MP_SPDZ_DIR  (a real 3-party run of MP-SPDZ)",
+                          highlight=False)
+        else:
+            console.print(f"next: mpc-export run {r['directory']} --runtime FANNG_DIR  (a real 3-party run; each player "
+                          "holds 4-6 GB)", highlight=False)
 
 
 def _percent(value) -> str:

@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from .plan import InputFile, ParamFile, PatternFile, files_of, output_path, program_name
+from .plan import InputFile, ParamFile, PatternFile, files_of, output_path
 from .tokens import distinct_tokens, join_tokens, parse_token
 from ..errors import UserError
 

@@ -201,7 +201,7 @@ def verify(opts: VerifyOptions, progress=None) -> dict:
     table = LayerTable(graph, fx)
     trace = Trace()
     out_name = graph.output.name
-    report: dict = {"directory": str(opts.directory), "model": str(model_path), "integrity": integrity,
+    report: dict = {"directory": str(opts.directory), "model": str(model_path), "integrity": integrity, "backend": manifest.backend,
                     "model_description": manifest.model.description or str(model_path)}
 
     if opts.dataset:

@@ -16,11 +16,7 @@ serialised by a per-user lock (lock.py).
 from __future__ import annotations
 
 import os
-import random
-import resource
 import shutil
-import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -34,6 +30,7 @@ from ...manifest import Manifest
 from ...run.hand_off import PARTIES, HandOff, hand_off
 from ...run.lock import run_lock
 from ...run.logs import FilteredLog, fresh_directory, tail
+from ...run.processes import free_port_base as _free_port_base, no_core_dumps as _no_core_dumps, peak_mb as _peak_mb, stop as _stop
 
 # The fit of real runs on the secure runtime (benchmarks/results/runtime_fit.json, this repository's 2-core
 # machine, 3 players on 127.0.0.1): the players' time is about FIXED_S, plus S_PER_UNIT per triple or random
@@ -111,58 +108,6 @@ def find_compiler(runtime: Path, compiler: Path | None) -> Path:
         if candidate and (Path(candidate) / "compile-mamba.py").is_file():
             return Path(candidate).resolve()
     raise UserError(f"no compile-mamba.py in {compiler or runtime}; pass --compiler DIR (the MAMBA compiler's directory)")
-
-
-def _free_port_base() -> int:
-    """Three consecutive free ports below the kernel's ephemeral range (the players' own outgoing
-    connections use ephemeral ports)."""
-    lo = 32768
-    try:
-        lo = int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
-    except (OSError, ValueError):
-        pass
-    rng = random.Random(os.getpid() ^ time.time_ns())
-    for _ in range(200):
-        base = rng.randrange(10000, max(10001, lo - PARTIES))
-        try:
-            for port in range(base, base + PARTIES):
-                with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-                    sock.bind(("127.0.0.1", port))
-            return base
-        except OSError:
-            continue
-    raise UserError("no three free ports found on 127.0.0.1")
-
-
-def _no_core_dumps() -> None:
-    resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
-
-
-def _peak_mb(pid: int) -> int:
-    try:
-        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-            if line.startswith("VmHWM:"):
-                return int(line.split()[1]) // 1024
-    except (OSError, ValueError):
-        pass
-    return 0
-
-
-def _stop(proc: subprocess.Popen) -> None:
-    """Stop one player started here, by its PID only: SIGTERM, then SIGKILL."""
-    if proc.poll() is not None:
-        return
-    try:
-        os.kill(proc.pid, signal.SIGTERM)
-        proc.wait(3)
-    except ProcessLookupError:
-        return
-    except subprocess.TimeoutExpired:
-        try:
-            os.kill(proc.pid, signal.SIGKILL)
-        except ProcessLookupError:
-            return
-        proc.wait()
 
 
 def estimate_seconds(manifest: Manifest) -> float:

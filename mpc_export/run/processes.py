@@ -1,0 +1,68 @@
+"""The players' processes, whatever the runtime: free ports on 127.0.0.1, no core dumps (a player's memory
+holds secrets), peak memory, and stopping only the processes started here (by PID)."""
+
+from __future__ import annotations
+
+import os
+import random
+import resource
+import signal
+import socket
+import subprocess
+import time
+from pathlib import Path
+
+from ..errors import UserError
+from .hand_off import PARTIES
+
+
+def free_port_base() -> int:
+    """Three consecutive free ports below the kernel's ephemeral range (the players' own outgoing
+    connections use ephemeral ports)."""
+    lo = 32768
+    try:
+        lo = int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
+    except (OSError, ValueError):
+        pass
+    rng = random.Random(os.getpid() ^ time.time_ns())
+    for _ in range(200):
+        base = rng.randrange(10000, max(10001, lo - PARTIES))
+        try:
+            for port in range(base, base + PARTIES):
+                with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+                    sock.bind(("127.0.0.1", port))
+            return base
+        except OSError:
+            continue
+    raise UserError("no three free ports found on 127.0.0.1")
+
+
+def no_core_dumps() -> None:
+    resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
+
+
+def peak_mb(pid: int) -> int:
+    try:
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) // 1024
+    except (OSError, ValueError):
+        pass
+    return 0
+
+
+def stop(proc: subprocess.Popen) -> None:
+    """Stop one player started here, by its PID only: SIGTERM, then SIGKILL."""
+    if proc.poll() is not None:
+        return
+    try:
+        os.kill(proc.pid, signal.SIGTERM)
+        proc.wait(3)
+    except ProcessLookupError:
+        return
+    except subprocess.TimeoutExpired:
+        try:
+            os.kill(proc.pid, signal.SIGKILL)
+        except ProcessLookupError:
+            return
+        proc.wait()
