@@ -115,7 +115,7 @@ def parse_compiler_output(text: str) -> dict:
 
 def compile_program(runtime: Path, source: Path, workdir: Path, flags: list[str], timeout: float) -> tuple[dict, float]:
     """Compile ``source`` (copied into workdir) with compile.py; its counts and the seconds it took."""
-    started = time.perf_counter()
+    started, runtime = time.perf_counter(), Path(runtime)
     shutil.copyfile(source, workdir / source.name)
     try:
         done = subprocess.run([sys.executable, str(runtime / "compile.py"), *flags, source.name], cwd=workdir,
