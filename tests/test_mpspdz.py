@@ -233,3 +233,30 @@ def test_run_refuses_a_tampered_program_before_any_party_starts(mp_spdz, tmp_pat
     code, _, err = run_cli(["run", out, "--runtime", mp_spdz], capsys)
     assert code != 0 and "mpc_export_small.mpc" in err
     assert not (out / "run-logs").exists()
+
+
+@pytest.mark.runtime
+def test_hostile_names_never_reach_the_mp_spdz_program(mp_spdz, tmp_path, capsys):
+    """Every tensor and node named with code, quotes and paths: the program holds none of it (not even in
+    a comment; the file name reaches it only as the sanitised identifier of its name), compiles, and prints
+    the reference's logits."""
+    import onnx
+
+    from test_hostile_names import HOSTILE, _rename
+
+    torch.manual_seed(2)
+    path = tmp_path / "plain.onnx"
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        torch.onnx.export(SmallResidual().eval(), torch.zeros(1, 3, 8, 8), str(path), dynamo=False)
+    hostile = tmp_path / "x\"'; print_ln('pwned').onnx"
+    onnx.save(_rename(onnx.load(str(path)), HOSTILE * 3), str(hostile))
+    out = tmp_path / "out"
+    code, _, err = run_cli(["build", hostile, "--out", out, "--backend", "mp-spdz", "--protocol", "ring", "--json"], capsys)
+    assert code == 0, err
+    program = (out / manifest_of(out)["program"]["path"]).read_text()
+    assert not [name for name in HOSTILE if not name.isidentifier() and name in program]
+    assert "'pwned'" not in program and "import os" not in program and "../" not in program
+    text = _run(out, mp_spdz, capsys)
+    assert "pwned" not in text
+    _assert_reference_logits(out)
