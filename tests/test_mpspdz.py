@@ -260,3 +260,19 @@ def test_hostile_names_never_reach_the_mp_spdz_program(mp_spdz, tmp_path, capsys
     text = _run(out, mp_spdz, capsys)
     assert "pwned" not in text
     _assert_reference_logits(out)
+
+
+def test_cost_of_an_mp_spdz_build_counts_dot_products_per_layer(tmp_path, capsys):
+    out = mp_build(SmallVGG, tmp_path, capsys)
+    code, text, err = run_cli(["cost", out], capsys)
+    assert code == 0, err
+    assert "dot products" in text and "sy-rep-ring" not in text and "protocol ring" in text
+    code, text, _ = run_cli(["cost", out, "--json"], capsys)
+    report = json.loads(text)["cost"]
+    # a dot product per output of every convolution (before its fused pools) and dense layer
+    layers = {layer["name"]: layer for layer in manifest_of(out)["layers"]}
+    rows = {row["node"]: row for row in report["layers"]}
+    for name, layer in layers.items():
+        if layer["op"] == "dense":
+            assert rows[name]["dot_products"] == layer["shape"][0]
+    assert report["totals"]["dot_products"] == sum(r["dot_products"] for r in report["layers"]) > 0
