@@ -4,6 +4,9 @@ tests that need it skip with a message when it is absent."""
 from __future__ import annotations
 
 import os
+import shutil
+import subprocess
+import uuid
 import sys
 from pathlib import Path
 
@@ -71,3 +74,58 @@ def runtime():
 def _isolated_cache(tmp_path, monkeypatch):
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
     os.environ.setdefault("OMP_NUM_THREADS", "2")
+
+
+# ---- three hosts on one machine: Linux network namespaces (root only)
+
+def _ip(*args, check=True):
+    return subprocess.run(["ip", *args], capture_output=True, text=True, check=check, timeout=30)
+
+
+class Namespaces:
+    """Three player namespaces and one bridge namespace, named uniquely; ``close`` removes all four (and
+    with them every veth and the bridge)."""
+
+    def __init__(self):
+        tag = uuid.uuid4().hex[:8]
+        self.players = [f"mpcx-{tag}-p{p}" for p in range(3)]
+        self.bridge = f"mpcx-{tag}-br"
+        subnet = 100 + int(tag[:2], 16) % 100  # 10.<subnet>.77.0/24, private and only inside the namespaces
+        self.addresses = [f"10.{subnet}.77.{p + 1}" for p in range(3)]
+        self.created = []
+
+    def open(self):
+        for name in [self.bridge, *self.players]:
+            _ip("netns", "add", name)
+            self.created.append(name)
+        _ip("-n", self.bridge, "link", "add", "br0", "type", "bridge")
+        _ip("-n", self.bridge, "link", "set", "br0", "up")
+        for p, (name, address) in enumerate(zip(self.players, self.addresses)):
+            _ip("-n", name, "link", "add", "eth0", "type", "veth", "peer", "name", f"port{p}", "netns", self.bridge)
+            _ip("-n", self.bridge, "link", "set", f"port{p}", "master", "br0", "up")
+            _ip("-n", name, "addr", "add", f"{address}/24", "dev", "eth0")
+            _ip("-n", name, "link", "set", "eth0", "up")
+            _ip("-n", name, "link", "set", "lo", "up")
+        return self
+
+    def close(self):
+        for name in reversed(self.created):
+            _ip("netns", "del", name, check=False)
+
+
+@pytest.fixture
+def namespaces():
+    if os.geteuid() != 0 or shutil.which("ip") is None:
+        pytest.skip("three-host test: needs root and iproute2's `ip netns` (not permitted here)")
+    probe = f"mpcx-probe-{uuid.uuid4().hex[:8]}"
+    proc = _ip("netns", "add", probe, check=False)
+    if proc.returncode != 0:
+        pytest.skip(f"three-host test: `ip netns add` is not permitted here ({proc.stderr.strip()})")
+    _ip("netns", "del", probe, check=False)
+    spaces = Namespaces()
+    try:
+        yield spaces.open()
+    finally:
+        spaces.close()
+        left = _ip("netns", "list", check=False).stdout
+        assert not any(name in left for name in [spaces.bridge, *spaces.players])

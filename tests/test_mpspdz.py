@@ -276,3 +276,45 @@ def test_cost_of_an_mp_spdz_build_counts_dot_products_per_layer(tmp_path, capsys
         if layer["op"] == "dense":
             assert rows[name]["dot_products"] == layer["shape"][0]
     assert report["totals"]["dot_products"] == sum(r["dot_products"] for r in report["layers"]) > 0
+
+
+@pytest.mark.runtime
+def test_three_parties_in_three_network_namespaces_from_their_bundles(mp_spdz, namespaces, tmp_path, capsys):
+    """Three hosts on one machine (network namespaces, traffic only between them): `mpc-export bundle` on an
+    MP-SPDZ build, each party started from its own bundle's run-party.sh; party 0's output holds the
+    reference logits (verify --mpc-log), and parties 1 and 2 never held an input or another party's key."""
+    spaces = namespaces
+    out = mp_build(SmallResidual, tmp_path, capsys, protocol="sy-rep-ring")
+    hosts = ",".join(spaces.addresses)
+    code, text, err = run_cli(["bundle", out, "--out", tmp_path / "bundles", "--hosts", hosts, "--port-base", "14300"], capsys)
+    assert code == 0, err
+    assert "./run-party.sh MP_SPDZ_DIR" in " ".join(text.split())
+    bundles = [tmp_path / "bundles" / f"player-{p}" for p in range(3)]
+    for bundle in bundles:
+        code, _, err = run_cli(["check-bundle", bundle], capsys)
+        assert code == 0, err
+    procs, logs = [], []
+    try:
+        for p, (space, bundle) in enumerate(zip(spaces.players, bundles)):
+            logs.append(open(tmp_path / f"P{p}.out", "wb"))
+            procs.append(subprocess.Popen(["ip", "netns", "exec", space, "bash", str(bundle / "run-party.sh"), str(mp_spdz)],
+                                          stdout=logs[-1], stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                                          start_new_session=True))
+        for proc in procs:
+            proc.wait(timeout=300)
+    finally:
+        for proc in procs:
+            if proc.poll() is None:
+                os.killpg(proc.pid, 9)
+                proc.wait()
+        for log in logs:
+            log.close()
+    texts = [(tmp_path / f"P{p}.out").read_text(errors="replace") for p in range(3)]
+    assert [proc.returncode for proc in procs] == [0, 0, 0], "\n".join(t[-1500:] for t in texts)
+    code, text, err = run_cli(["verify", out, "--mpc-log", tmp_path / "P0.out", "--no-onnx"], capsys)
+    assert code == 0, err
+    assert "max |MPC - reference| = 0 ulp" in text
+    for p, bundle in enumerate(bundles):
+        names = {q.name for q in (bundle / "run").rglob("*") if q.is_file() and not q.is_symlink()}
+        assert {f"P{q}.key" for q in range(3)} & names == {f"P{p}.key"}
+        assert ("Input-P0-0" in names) == (p == 0)

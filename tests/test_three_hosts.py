@@ -8,11 +8,9 @@ Skips with a message where `ip netns` is not permitted (it needs root)."""
 import json
 import os
 import re
-import shutil
 import subprocess
 import sys
 import time
-import uuid
 from pathlib import Path
 
 import pytest
@@ -24,59 +22,6 @@ from test_runtime import players_left
 pytestmark = pytest.mark.runtime
 
 COMPILER_DIR = SHARED / "tools" / "mamba-compiler"
-
-
-def _ip(*args, check=True):
-    return subprocess.run(["ip", *args], capture_output=True, text=True, check=check, timeout=30)
-
-
-class Namespaces:
-    """Three player namespaces and one bridge namespace, named uniquely; ``close`` removes all four (and
-    with them every veth and the bridge)."""
-
-    def __init__(self):
-        tag = uuid.uuid4().hex[:8]
-        self.players = [f"mpcx-{tag}-p{p}" for p in range(3)]
-        self.bridge = f"mpcx-{tag}-br"
-        subnet = 100 + int(tag[:2], 16) % 100  # 10.<subnet>.77.0/24, private and only inside the namespaces
-        self.addresses = [f"10.{subnet}.77.{p + 1}" for p in range(3)]
-        self.created = []
-
-    def open(self):
-        for name in [self.bridge, *self.players]:
-            _ip("netns", "add", name)
-            self.created.append(name)
-        _ip("-n", self.bridge, "link", "add", "br0", "type", "bridge")
-        _ip("-n", self.bridge, "link", "set", "br0", "up")
-        for p, (name, address) in enumerate(zip(self.players, self.addresses)):
-            _ip("-n", name, "link", "add", "eth0", "type", "veth", "peer", "name", f"port{p}", "netns", self.bridge)
-            _ip("-n", self.bridge, "link", "set", f"port{p}", "master", "br0", "up")
-            _ip("-n", name, "addr", "add", f"{address}/24", "dev", "eth0")
-            _ip("-n", name, "link", "set", "eth0", "up")
-            _ip("-n", name, "link", "set", "lo", "up")
-        return self
-
-    def close(self):
-        for name in reversed(self.created):
-            _ip("netns", "del", name, check=False)
-
-
-@pytest.fixture
-def namespaces():
-    if os.geteuid() != 0 or shutil.which("ip") is None:
-        pytest.skip("three-host test: needs root and iproute2's `ip netns` (not permitted here)")
-    probe = f"mpcx-probe-{uuid.uuid4().hex[:8]}"
-    proc = _ip("netns", "add", probe, check=False)
-    if proc.returncode != 0:
-        pytest.skip(f"three-host test: `ip netns add` is not permitted here ({proc.stderr.strip()})")
-    _ip("netns", "del", probe, check=False)
-    spaces = Namespaces()
-    try:
-        yield spaces.open()
-    finally:
-        spaces.close()
-        left = _ip("netns", "list", check=False).stdout
-        assert not any(name in left for name in [spaces.bridge, *spaces.players])
 
 
 def test_three_players_in_three_network_namespaces_from_bundles_and_run_hosts(namespaces, runtime, tmp_path, capsys):

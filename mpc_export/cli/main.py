@@ -352,7 +352,7 @@ def bundle(
     directory: Path = typer.Argument(..., metavar="DIR", help="directory written by build"),
     out: Path = typer.Option(..., "--out", metavar="BUNDLES", help="new directory for player-0/, player-1/, player-2/"),
     hosts: str = typer.Option(..., "--hosts", metavar="H0,H1,H2", help="the three players' addresses or host names"),
-    certs_dir: Path = typer.Option(..., "--certs", metavar="CERTS", help="directory written by mpc-export certs"),
+    certs_dir: Optional[Path] = typer.Option(None, "--certs", metavar="CERTS", help="directory written by mpc-export certs (FANNG builds; an MP-SPDZ build's bundles get fresh certificates)"),
     port_base: int = typer.Option(14000, "--port-base", metavar="P", help="player p listens on P + p"),
     trust_pickle: bool = typer.Option(False, "--trust-pickle", help="the model is a pickled nn.Module you trust (loading runs its code)"),
     trust_torchscript: bool = typer.Option(False, "--trust-torchscript", help="the model is a TorchScript file you trust (loading runs its code)"),
@@ -367,8 +367,10 @@ def bundle(
     for path in written:
         files = sum(1 for p in path.rglob("*") if p.is_file())
         console.print(f"{path}: {files} files", soft_wrap=True, highlight=False, markup=False)
+    start = ("./run-party.sh MP_SPDZ_DIR" if (written[0] / "run-party.sh").is_file()
+             else "./run-player.sh RUNTIME_DIR [COMPILER_DIR]")
     console.print("hand each party its directory; each runs `mpc-export check-bundle player-<p>` (or sha256sum -c "
-                  "FILES.sha256) and then `./run-player.sh RUNTIME_DIR [COMPILER_DIR]` on its host", highlight=False)
+                  f"FILES.sha256) and then `{start}` on its host", highlight=False)
 
 
 @app.command(name="check-bundle", short_help="check a party's bundle against its FILES.sha256")

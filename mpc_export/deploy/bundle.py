@@ -302,12 +302,13 @@ def _copy_checked(build_dir: Path, entry: FileEntry) -> bytes:
     return data
 
 
-def write_bundles(build_dir: Path, out: Path, hosts: list[str], certs_dir: Path, port_base: int = 14000, *,
+def write_bundles(build_dir: Path, out: Path, hosts: list[str], certs_dir: Path | None, port_base: int = 14000, *,
                   trust_pickle: bool = False, trust_torchscript: bool = False) -> list[Path]:
     """Check the build as `mpc-export run` does (re-derived from the model, byte for byte), then write
     out/player-0, out/player-1, out/player-2 (see the module's table); ``out`` must be absent or empty.
     Written in a temporary sibling renamed at the end: on any failure nothing is left. Returns the three
-    bundle directories."""
+    bundle directories. An MP-SPDZ build gets its own bundles (``deploy/mpspdz.py``, fresh certificates:
+    ``certs_dir`` must be None); a FANNG build needs the directory ``mpc-export certs`` wrote."""
     from ..backends import backend_of
     from ..verify.rederive import rederive
     from ..verify.reference import load_reference
@@ -325,15 +326,27 @@ def write_bundles(build_dir: Path, out: Path, hosts: list[str], certs_dir: Path,
     if not build_dir.is_dir():
         raise UserError(f"{build_dir}: no such build directory")
     target = parent.resolve() / out.name
-    for inside, what in ((build_dir, "the build directory"), (Path(certs_dir), "the certificate directory")):
+    for inside, what in ((build_dir, "the build directory"), (Path(certs_dir or build_dir), "the certificate directory")):
         if inside.is_dir() and target.is_relative_to(inside.resolve()):
             raise UserError(f"{out} is inside {what}: write the bundles elsewhere")
+    from ..verify.integrity import read_manifest
+
+    mp_spdz = read_manifest(build_dir).backend == "mp-spdz"
+    if mp_spdz and certs_dir is not None:
+        raise UserError("--certs is for FANNG builds: an MP-SPDZ build's bundles get fresh certificates of MP-SPDZ's kind")
+    if not mp_spdz and certs_dir is None:
+        raise UserError("--certs CERTS is needed (the directory mpc-export certs wrote)")
     # FANNG's published test certificates authenticate nobody: acceptable only when every player is this host
-    certificates = _check_certificates(Path(certs_dir), all(host == LOOPBACK for host in hosts))
+    certificates = None if mp_spdz else _check_certificates(Path(certs_dir), all(host == LOOPBACK for host in hosts))
 
     # the same checks as verify and run: nothing is bundled from a build that is not what the model gives
     manifest, fx, graph, parsed, _ = load_reference(build_dir, None, trust_pickle, trust_torchscript)
-    rederive(build_dir, manifest, graph, fx, parsed, backend_of(manifest))
+    backend = backend_of(manifest)
+    rederive(build_dir, manifest, graph, fx, parsed, backend)
+    if mp_spdz:
+        from .mpspdz import write_mp_spdz_bundles
+
+        return write_mp_spdz_bundles(build_dir, out, hosts, port_base, manifest, backend)
     files, per_player = _selection(manifest)
     name = files.program_name
     program = (build_dir / files.program).read_bytes()
