@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import os
 import subprocess
+import sys
 import warnings
 
 import numpy as np
@@ -135,12 +136,14 @@ def _counts(mp_spdz, out, tmp_path):
 
 
 @pytest.mark.runtime
-@pytest.mark.parametrize("module_cls", [SmallResidual, SmallVGG, SmallStrided])
-def test_the_cost_reports_dot_products_and_inputs_as_mp_spdzs_compiler_counts_them(module_cls, mp_spdz, tmp_path, capsys):
+@pytest.mark.parametrize("module_cls", [SmallResidual, SmallVGG, SmallStrided, SmallPools, SmallAvg])
+def test_the_cost_reports_dot_products_products_and_inputs_as_mp_spdzs_compiler_counts_them(module_cls, mp_spdz, tmp_path, capsys):
     out = mp_build(module_cls, tmp_path, capsys)
     m, requires = _counts(mp_spdz, out, tmp_path)
     executions = len(m["executions"])
     assert requires["integer dot products"] == m["cost"]["totals"]["dot_products"] * executions
+    # the selections (ReLU, maxima) and the x new_gamma products: MP-SPDZ's "simple" (non-dot) multiplications
+    assert requires["integer simple multiplications"] == m["cost"]["totals"]["multiplications"] * executions
     assert requires["integer inputs from player 0"] == len((out / "mp-spdz/Player-Data/Input-P0-0").read_text().split())
 
 
@@ -318,3 +321,27 @@ def test_three_parties_in_three_network_namespaces_from_their_bundles(mp_spdz, n
         names = {q.name for q in (bundle / "run").rglob("*") if q.is_file() and not q.is_symlink()}
         assert {f"P{q}.key" for q in range(3)} & names == {f"P{p}.key"}
         assert ("Input-P0-0" in names) == (p == 0)
+
+
+@pytest.mark.runtime
+def test_cost_with_the_runtime_prints_the_compilers_own_counts(mp_spdz, tmp_path, capsys):
+    """The numbers come from MP-SPDZ's compile.py itself: its "Program requires" block, re-parsed here."""
+    out = mp_build(SmallPools, tmp_path, capsys, protocol="sy-rep-ring")
+    m = manifest_of(out)
+    work = tmp_path / "own"
+    work.mkdir()
+    (work / "p.mpc").write_text((out / m["program"]["path"]).read_text())
+    done = subprocess.run([sys.executable, os.path.join(mp_spdz, "compile.py"), *m["mp_spdz"]["compile_flags"], "p.mpc"],
+                          cwd=work, capture_output=True, text=True, check=True)
+    block = done.stdout.split("Program requires at most:")[1].splitlines()
+    expected = {}
+    for line in block[1:]:
+        parts = line.split(None, 1)
+        if len(parts) != 2 or not parts[0].isdigit():
+            break
+        expected[parts[1].strip()] = expected.get(parts[1].strip(), 0) + int(parts[0])
+    code, text, err = run_cli(["cost", out, "--runtime", mp_spdz, "--json"], capsys)
+    assert code == 0, err
+    assert json.loads(text)["compiler"]["requires"] == expected and "integer dot products" in expected
+    code, text, err = run_cli(["cost", out, "--runtime", mp_spdz], capsys)
+    assert code == 0 and "expected communication" in text

@@ -419,6 +419,7 @@ def check(
 def cost(
     directory: Optional[Path] = typer.Argument(None, metavar="DIR", help="directory written by build (default: the last build's --out)"),
     as_json: bool = typer.Option(False, "--json", help="print the report as one JSON object"),
+    runtime: Optional[Path] = typer.Option(None, "--runtime", metavar="MP_SPDZ_DIR", help="an MP-SPDZ build: also compile the program with MP-SPDZ's compiler and report its counts (preprocessing, rounds, expected communication)"),
 ):
     """Per-layer secret multiplications, truncations, comparisons, values per channel, rounds (estimate)."""
     from ..verify.integrity import read_manifest
@@ -426,10 +427,32 @@ def cost(
     directory = _build_directory(directory)
     manifest = read_manifest(directory)
     report = {"cost": manifest.cost, "input_values_per_channel": manifest.input_values_per_channel}
+    if runtime is not None:
+        if manifest.backend != "mp-spdz":
+            raise UserError("--runtime is for MP-SPDZ builds (FANNG's cost report is already the MAMBA compiler's count)")
+        report["compiler"] = _mp_spdz_compiler_counts(directory, manifest, runtime)
     if as_json:
         print(json.dumps(report))
         return
     show.cost_report(console, manifest)
+    if "compiler" in report:
+        show.mp_spdz_compiler(console, report["compiler"])
+
+
+def _mp_spdz_compiler_counts(directory: Path, manifest, runtime: Path) -> dict:
+    """MP-SPDZ's compiler's counts for the build's program (compiled in a temporary directory). The program
+    is the build's file as written; `verify` checks it is what the model gives."""
+    import tempfile
+
+    from ..backends import backend_of
+    from ..backends.mpspdz.runtime import _checked_files, compile_program, find_runtime
+
+    backend = backend_of(manifest)
+    program, _ = _checked_files(manifest)
+    flags = [str(f) for f in manifest.backend_record.get("compile_flags", [])]
+    with tempfile.TemporaryDirectory(prefix="mpc-export-cost-") as work:
+        counts, _ = compile_program(find_runtime(runtime, backend.protocol), directory / program, Path(work), flags, 1800)
+    return counts
 
 
 TRACEBACK_VARIABLE = "MPC_EXPORT_TRACEBACK"

@@ -194,6 +194,19 @@ def _mp_spdz_cost_report(console: Console, manifest) -> None:
                   highlight=False)
 
 
+def mp_spdz_compiler(console: Console, compiler: dict) -> None:
+    """MP-SPDZ's compiler's "Program requires" counts (the whole program: every execution and the
+    parameters' input) and its expected communication."""
+    t = table("MP-SPDZ's compiler: the program requires (all executions)", ["what", "count"], right=("count",))
+    for what, count in compiler.get("requires", {}).items():
+        t.add_row(what, f"{count:,}")
+    console.print(t)
+    expected = compiler.get("expected_communication")
+    if expected:
+        console.print(f"expected communication: {expected['online_mb']:,.1f} MB online, {expected['offline_mb']:,.1f} MB "
+                      "offline (the compiler's model; `run` measures it)", highlight=False)
+
+
 def mp_spdz_run(console: Console, result, report: dict) -> None:
     """What an MP-SPDZ run measured, each party's run root, and the logits against the reference."""
     console.print(f"MPC run ({result.protocol}): {result.wall_s:.1f} s for the parties (MP-SPDZ's Time "
@@ -206,9 +219,7 @@ def mp_spdz_run(console: Console, result, report: dict) -> None:
         t.add_row(str(p.party), f"{p.peak_mb} MB", _maybe(p.data_sent_mb, "{:.1f} MB"), _maybe(p.rounds, "{:,}"),
                   ", ".join(f for f in p.files if not f.startswith("Programs/") and not re.fullmatch(r"Player-Data/[0-9a-f]{8}\.\d", f)))
     console.print(t)
-    requires = result.compiler.get("requires", {})
-    if requires:
-        console.print("MP-SPDZ's compiler: " + ", ".join(f"{n:,} {what}" for what, n in requires.items()), highlight=False)
+    mp_spdz_compiler(console, result.compiler)
     reference = report["fixed_logits"]
     t = table("logits: MPC vs reference (raw integers, units of 2^-F)", ["execution", "class", "MPC", "reference", "|diff|"],
               right=("execution", "class", "MPC", "reference", "|diff|"))

@@ -16,7 +16,8 @@ from ...export.plan import program_name
 from ...export.products import Product
 from ...ops import Comparison, Truncation
 from ..base import Backend
-from .program import KERNELS, direct, input_text, render_program
+from .kernels import KERNELS
+from .program import direct, input_text, render_program
 
 INPUT_FILE = "Player-Data/Input-P0-0"
 FOLDER = "mp-spdz"

@@ -21,8 +21,7 @@ from importlib import resources
 import numpy as np
 
 from ... import __version__
-from ...ops import Comparison, Truncation
-from ...ops._average import power_of_two, reciprocal
+from .kernels import KERNELS, conv_geometry
 
 ROW = 16  # integers per line of the input file
 
@@ -40,18 +39,6 @@ def direct(fx):
     """The FixedSpec MP-SPDZ's program follows: convolutions as dot products (the reference's integers are
     the same for every convolution algorithm; only the declared bit lengths of FANNG's Winograd differ)."""
     return replace(fx, protocol=replace(fx.protocol, convolution="direct"))
-
-
-def _bits(schedule, kind, stage: str) -> int:
-    """The declared bit length of the steps of ``kind`` on ``stage`` (a pool declares one per tap, alike)."""
-    found = {s.bit_length for s in schedule.steps if isinstance(s, kind) and s.stage == stage}
-    if len(found) != 1:
-        raise KeyError(f"no single {kind.__name__} bit length declared on stage {stage!r}")
-    return found.pop()
-
-
-def _truncation(schedule, stage: str):
-    return next(s for s in schedule.steps if isinstance(s, Truncation) and s.stage == stage)
 
 
 def _chw_to_hwc(values: np.ndarray) -> np.ndarray:
@@ -83,70 +70,10 @@ def tensors(graph, fx) -> list[Tensor]:
 
 
 def _call(graph, fx, index: int, node) -> str:
-    """The kernel call of one node, every number from its shape, attributes and declared schedule."""
-    fxd = direct(fx)
-    schedule = node.spec.schedule(node, fxd) if node.spec.executable else None
-    me, f = f"L{index}", fx.frac_bits
-    ins = [f"L{[n.name for n in graph.nodes].index(name)}" for name in node.inputs]
-    a = node.attrs
-    if node.op == "input":
-        c, h, w = node.shape
-        return f"read_into({me}, {c * h * w})"
-    if node.op == "conv_block":
-        c, h, w = node.in_shapes[0]
-        o, _, k, _ = node.params["weight"].shape
-        stride, pad = a.get("stride", 1), int(a.get("padding", k // 2))
-        oh, ow = (h + 2 * pad - k) // stride + 1, (w + 2 * pad - k) // stride + 1
-        affine = a.get("affine", True)
-        trunc = _truncation(schedule, "scaled" if affine else "accumulator")
-        return (f"conv_block({ins[0]}, {me}, P{index}_weight, P{index}_bias, P{index}_new_gamma, P{index}_new_beta, "
-                f"SCRATCH, C={c}, H={h}, W={w}, O={o}, K={k}, S={stride}, P={pad}, OH={oh}, OW={ow}, F={f}, "
-                f"pre_pool={bool(a.get('pre_pool'))}, "
-                f"pool_bits={_bits(schedule, Comparison, 'accumulator') if a.get('pre_pool') else 0}, "
-                f"affine={bool(affine)}, shift={trunc.shift}, trunc_bits={trunc.bit_length}, "
-                f"relu_bits={_bits(schedule, Comparison, 'truncated') if a.get('relu', True) else 0}, "
-                f"post_pool={bool(a.get('post_pool'))}, "
-                f"post_bits={_truncation(schedule, 'pool_sum').bit_length if a.get('post_pool') else 0})")
-    if node.op == "dense":
-        out, fan_in = node.params["weight"].shape
-        trunc = _truncation(schedule, "accumulator")
-        return (f"dense({ins[0]}, {me}, P{index}_weight, P{index}_bias, IN={fan_in}, OUT={out}, F={f}, shift={trunc.shift}, "
-                f"trunc_bits={trunc.bit_length}, relu_bits={_bits(schedule, Comparison, 'truncated') if a['relu'] else 0})")
-    if node.op in ("maxpool", "avgpool"):
-        c, h, w = node.in_shapes[0]
-        _, oh, ow = node.shape
-        kernel = int(a.get("kernel", 2))
-        stride = int(a.get("stride", kernel))
-        if node.op == "maxpool":
-            return (f"max_pool({ins[0]}, {me}, C={c}, H={h}, W={w}, kernel={kernel}, stride={stride}, OH={oh}, OW={ow}, "
-                    f"bits={_bits(schedule, Comparison, 'input')})")
-        return (f"avg_pool({ins[0]}, {me}, C={c}, H={h}, W={w}, kernel={kernel}, stride={stride}, OH={oh}, OW={ow}, F={f}, "
-                + _average_args(schedule, kernel * kernel, f) + ")")
-    if node.op in ("global_avgpool", "global_maxpool"):
-        c, h, w = node.in_shapes[0]
-        if node.op == "global_maxpool":
-            return (f"global_pool({ins[0]}, {me}, SCRATCH, C={c}, positions={h * w}, mode='max', F={f}, area_shift=0, "
-                    f"reciprocal=0, bits={_bits(schedule, Comparison, 'input')})")
-        return f"global_pool({ins[0]}, {me}, SCRATCH, C={c}, positions={h * w}, mode='avg', F={f}, " + _average_args(schedule, h * w, f) + ")"
-    if node.op == "add":
-        return f"add({ins[0]}, {ins[1]}, {me}, relu_bits={_bits(schedule, Comparison, 'sum') if a.get('relu') else 0})"
-    if node.op == "shortcut_a":
-        c, h, w = node.in_shapes[0]
-        oc, oh, ow = node.shape
-        return (f"shortcut_a({ins[0]}, {me}, C={c}, H={h}, W={w}, stride={a['stride']}, pad_lo={a['pad_lo']}, OC={oc}, "
-                f"OH={oh}, OW={ow})")
-    raise ValueError(f"op {node.op} has no MP-SPDZ kernel")  # every executable op has one (tests/test_mpspdz.py)
-
-
-def _average_args(schedule, area: int, f: int) -> str:
-    if power_of_two(area):
-        trunc = _truncation(schedule, "sum")
-        return f"area_shift={trunc.shift}, reciprocal=0, bits={trunc.bit_length}"
-    trunc = _truncation(schedule, "sum_times_reciprocal")
-    return f"area_shift=0, reciprocal={reciprocal(area, f)}, bits={trunc.bit_length}"
-
-
-KERNELS = ("input", "conv_block", "dense", "maxpool", "avgpool", "global_avgpool", "global_maxpool", "add", "shortcut_a")
+    """The node's kernel call (``kernels.py``), its arrays named by position in the graph."""
+    names = [n.name for n in graph.nodes]
+    schedule = node.spec.schedule(node, direct(fx))
+    return KERNELS[node.op].call(node, fx, schedule, f"L{index}", [f"L{names.index(i)}" for i in node.inputs], f"P{index}")
 
 
 def _size(shape) -> int:
@@ -158,10 +85,8 @@ def _scratch_size(graph) -> int:
     sizes = [1]
     for node in graph.nodes:
         if node.op == "conv_block":
-            c, h, w = node.in_shapes[0]
-            k = node.params["weight"].shape[2]
-            stride, pad = node.attrs.get("stride", 1), int(node.attrs.get("padding", k // 2))
-            sizes.append(((h + 2 * pad - k) // stride + 1) * ((w + 2 * pad - k) // stride + 1))
+            g = conv_geometry(node)
+            sizes.append(g["OH"] * g["OW"])
         elif node.op in ("global_avgpool", "global_maxpool"):
             sizes.append(_size(node.in_shapes[0]))
     return max(sizes)
