@@ -81,12 +81,12 @@ def _size(shape) -> int:
 
 
 def _scratch_size(graph) -> int:
-    """The scratch array: a convolution's output plane (its pools), a global pool's map."""
+    """The scratch array: a convolution's output planes (CHW, its pools), a global pool's map."""
     sizes = [1]
     for node in graph.nodes:
         if node.op == "conv_block":
             g = conv_geometry(node)
-            sizes.append(g["OH"] * g["OW"])
+            sizes.append(g["O"] * g["OH"] * g["OW"])
         elif node.op in ("global_avgpool", "global_maxpool"):
             sizes.append(_size(node.in_shapes[0]))
     return max(sizes)
