@@ -190,8 +190,8 @@ def _mp_spdz_cost_report(console: Console, manifest) -> None:
     console.print(f"truncations by (bit length, shift): {total['truncations_by_shape']}; comparisons by bit length: "
                   f"{total['comparisons_by_bits']}", highlight=False)
     console.print("each dot product is one reshare whatever its length; the preprocessing and rounds a comparison or "
-                  "truncation needs depend on the protocol: `mpc-export run` prints MP-SPDZ's compiler counts",
-                  highlight=False)
+                  "truncation needs depend on the protocol: `mpc-export cost DIR --runtime MP_SPDZ_DIR` prints MP-SPDZ's "
+                  "compiler counts", highlight=False)
 
 
 def mp_spdz_compiler(console: Console, compiler: dict) -> None:
