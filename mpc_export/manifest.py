@@ -148,6 +148,14 @@ class Manifest:
     input_values_per_channel: Mapping[str, int] = field(default_factory=dict)
     backend_record: Mapping[str, Any] = field(default_factory=dict)  # the backend's own entry (e.g. "mp_spdz")
 
+    @property
+    def preprocessing_formula(self) -> str:
+        """How the build turns pixels into the model's input, in words."""
+        if self.mean is None:
+            return "pixel / 255"
+        return (f"(pixel / 255 - mean) / std, mean {', '.join(f'{v:g}' for v in self.mean)}, "
+                f"std {', '.join(f'{v:g}' for v in self.std)}")
+
     def files_of_role(self, role: str) -> list[FileEntry]:
         return [entry for entry in self.files if entry.role == role]
 

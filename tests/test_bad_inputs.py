@@ -29,6 +29,21 @@ def _npz(path, **arrays):
     return path
 
 
+def _forged_npz(path, shape):
+    """An .npz whose x.npy header declares ``shape`` (uint8) over 128 bytes of data."""
+    import io
+    import zipfile
+
+    header = io.BytesIO()
+    np.lib.format.write_array_header_1_0(header, {"descr": "|u1", "fortran_order": False, "shape": shape})
+    with zipfile.ZipFile(path, "w") as archive:
+        archive.writestr("x.npy", header.getvalue() + bytes(128))  # the header writer includes the magic
+        buffer = io.BytesIO()
+        np.save(buffer, GOOD_Y)
+        archive.writestr("y.npy", buffer.getvalue())
+    return path
+
+
 GOOD_X = np.zeros((4, 32, 32, 3), np.uint8)
 GOOD_Y = np.array([0, 1, 2, 3], np.uint8)
 
@@ -41,6 +56,8 @@ GOOD_Y = np.array([0, 1, 2, 3], np.uint8)
     (lambda t: _npz(t / "d.npz", x=GOOD_X), "'y' is missing"),
     (lambda t: (t / "d.npz").write_bytes(_npz(t / "full.npz", x=GOOD_X, y=GOOD_Y).read_bytes()[:300]) and t / "d.npz", "cannot read it"),
     (lambda t: t / "absent.npz", "not found"),
+    (lambda t: _forged_npz(t / "d.npz", (10**6, 32, 32, 3)), "refused before loading"),  # 3 GB declared in 1 KB
+    (lambda t: _forged_npz(t / "d.npz", (1000, 32, 32, 3)), "truncated or forged"),  # 3 MB declared, 128 bytes held
 ])
 def test_bad_data_sets(make, text, seed_dir, tmp_path, capsys):
     path = make(tmp_path)
@@ -153,3 +170,10 @@ def test_a_small_archive_that_unpacks_to_gigabytes_is_refused_before_unpacking(c
         model_loader.MAX_MODEL_BYTES = old
     one_line(code, err, "refused before unpacking")
     assert not (tmp_path / "out").exists()
+
+
+def test_limit_without_a_data_set_and_a_plot_into_a_directory_are_refused(seed_dir, tmp_path, capsys):
+    code, _, err = run_cli(["verify", seed_dir, "--limit", "5"], capsys)
+    one_line(code, err, "--limit goes with --dataset")
+    code, _, err = run_cli(["verify", seed_dir, "--plot", tmp_path], capsys)
+    one_line(code, err, "a directory; give the file to write")

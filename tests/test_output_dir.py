@@ -109,3 +109,43 @@ def test_directories_get_the_users_umask(tmp_path, capsys):
     assert code == 0, err
     for directory in [tmp_path / "out", *[p for p in (tmp_path / "out").rglob("*") if p.is_dir()]]:
         assert directory.stat().st_mode & 0o777 == 0o755, directory
+
+
+def test_force_never_deletes_a_file_the_build_reads_or_someone_added(tmp_path, capsys):
+    """The calibration data set and the channel map are inputs too; a manifest that merely says
+    "tool": "mpc-export" does not make a directory the tool's; a build with a file added to it is no longer
+    only the tool's."""
+    import json
+
+    import numpy as np
+
+    out = tmp_path / "out"
+    code, _, err = run_cli(["build", SEED_MODEL, "--out", out, "--json"], capsys)
+    assert code == 0, err
+    data = out / "calib.npz"
+    np.savez(data, x=np.zeros((2, 32, 32, 3), dtype=np.uint8), y=np.zeros(2, dtype=np.int64))
+    code, _, err = run_cli(["build", SEED_MODEL, "--out", out, "--force", "--calibrate", data], capsys)
+    _one_line(code, err, "an input of this build")
+    assert data.exists()
+    data.unlink()
+    (out / "notes.txt").write_text("mine")
+    code, _, err = run_cli(["build", SEED_MODEL, "--out", out, "--force"], capsys)
+    _one_line(code, err, "notes.txt is not a file the build wrote")
+    assert (out / "notes.txt").read_text() == "mine"
+    fake = tmp_path / "fake"
+    fake.mkdir()
+    (fake / "manifest.json").write_text(json.dumps({"tool": "mpc-export", "files": []}))
+    (fake / "thesis.tex").write_text("years of work")
+    code, _, err = run_cli(["build", SEED_MODEL, "--out", fake, "--force"], capsys)
+    _one_line(code, err, "thesis.tex is not a file the build wrote")
+    assert (fake / "thesis.tex").exists()
+
+
+def test_force_replaces_a_build_with_its_run_logs(tmp_path, capsys):
+    out = tmp_path / "out"
+    code, _, err = run_cli(["build", SEED_MODEL, "--out", out, "--json"], capsys)
+    assert code == 0, err
+    (out / "run-logs" / "run-1").mkdir(parents=True)
+    (out / "run-logs" / "run-1" / "P0.log").write_text("LOGIT 0 0 1\n")
+    code, _, err = run_cli(["build", SEED_MODEL, "--out", out, "--force", "--json"], capsys)
+    assert code == 0, err

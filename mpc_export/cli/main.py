@@ -175,6 +175,7 @@ def verify(
     no_onnx: bool = typer.Option(False, "--no-onnx", help="skip the onnxruntime cross-check"),
     onnx_images: int = typer.Option(250, "--onnx-images", metavar="N", help="with --dataset: the first N images (whole batches) also through onnxruntime; PyTorch checks every image"),
     min_agreement: float = typer.Option(99.5, "--min-agreement", metavar="PERCENT", help="fail below this argmax agreement (percent)"),
+    preprocessing_check: bool = typer.Option(True, "--preprocessing-check/--no-preprocessing-check", help="with --dataset: fail when the float model scores far better under a common normalization (CIFAR-10's or ImageNet's mean/std, [-1, 1], pixel / 255) than under this build's"),
     simulate_mpc: int = typer.Option(20, "--simulate-mpc", metavar="RUNS", help="runs with TruncPr's probabilistic rounding simulated (not with --dataset; 0: off)"),
     trust_pickle: bool = typer.Option(False, "--trust-pickle", help="the model is a pickled nn.Module you trust (loading runs its code); never taken from manifest.json"),
     trust_torchscript: bool = typer.Option(False, "--trust-torchscript", help="the model is a TorchScript file you trust (loading runs its code)"),
@@ -187,13 +188,18 @@ def verify(
     directory = _build_directory(directory)
     if limit is not None and limit < 1:
         raise UserError(f"--limit must be at least 1, got {limit}")
+    if limit is not None and dataset is None:
+        raise UserError("--limit goes with --dataset (it takes the data set's first N images)")
     for flag, target in (("--json", json_path), ("--plot", plot)):  # before the work, not after it
         if target is not None and not target.parent.is_dir():
             raise UserError(f"{flag} {target}: folder {target.parent} does not exist")
+        if target is not None and target.is_dir():
+            raise UserError(f"{flag} {target}: a directory; give the file to write")
     if dataset is not None:
         keep_freed_memory()  # batch after batch reuses the same pages
     opts = VerifyOptions(directory=directory, inputs=list(input), dataset=dataset, limit=limit, model=model,
                          mpc_log=mpc_log, onnx=not no_onnx, onnx_images=max(0, onnx_images), min_agreement=min_agreement / 100.0, simulate_mpc=max(0, simulate_mpc),
+                         preprocessing_check=preprocessing_check,
                          trust_pickle=trust_pickle, trust_torchscript=trust_torchscript)
     with Progress(TextColumn("verifying"), BarColumn(), MofNCompleteColumn(), TextColumn("images"), TimeRemainingColumn(),
                   console=err_console, transient=True, disable=not err_console.is_terminal) as progress:
@@ -206,6 +212,8 @@ def verify(
         show.plot(report, plot)
     show.verify_report(console, report)
     if not report["ok"]:
+        if report.get("preprocessing_problem"):
+            raise VerificationFailed(f"verification failed: {report['preprocessing_problem']}")
         bad = [r["name"] for r in report["layers"] if not r["ok"]]
         if bad:
             raise VerificationFailed(f"verification failed: {', '.join(bad)} outside the derived tolerance")

@@ -49,6 +49,15 @@ def fields(rows: list[tuple[str, str]]) -> Table:
     return grid
 
 
+def _preprocessing_note(prep: dict, model_format: str) -> str:
+    from ..pipeline.build import ASSUMED_PREPROCESSING
+
+    source = prep.get("source")
+    if source == "assumed":
+        return f" ({ASSUMED_PREPROCESSING.format(format=model_format)})"
+    return {"architecture": " (the architecture's training preprocessing)", "command line": " (--mean/--std)"}.get(source, "")
+
+
 def _backend_rows(s: dict, c: dict, parameter_files: int, channels: list[int]) -> list[tuple[str, str]]:
     """The summary's cost and files rows, as the build's backend counts them."""
     if s.get("backend") == "mp-spdz":
@@ -80,7 +89,7 @@ def build_summary(console: Console, s: dict, verbose: bool) -> None:
     rows = [
         ("model", f"{model['description']}: {model['parameters']:,} parameters, {model['macs'] / 1e9:.3f} GMAC, "
                   f"{len(s['layers']) - 1} layers ({model['format']})"),
-        ("preprocessing", prep["formula"] + normalisation),
+        ("preprocessing", prep["formula"] + normalisation + _preprocessing_note(prep, model["format"])),
         ("fixed point", f"F = {fx['frac_bits']} fractional bits, K = {fx['total_bits']} total, R = "
                         f"{fx['reading_precision']}; {fx['number_format']} files"),
         ("protocol", f"{s['protocol']['truncation']} truncation, {s['protocol']['convolution']} convolutions, "
@@ -237,6 +246,9 @@ def _maybe(value, form: str) -> str:
 
 
 def verify_report(console: Console, r: dict) -> None:
+    if r.get("float_acc") is not None:  # first: a model scoring near chance makes everything below moot
+        console.print(f"float model on {r['dataset']}: {r['float_acc'] * 100:.2f} % accuracy ({r['images']} images, "
+                      f"preprocessing {r['preprocessing']})", highlight=False, markup=False)
     for check in r.get("integrity", []):
         console.print(f"integrity: {check}", highlight=False)
     ulp = f"2^-{r['frac_bits']}"

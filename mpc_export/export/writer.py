@@ -64,9 +64,10 @@ class StagingDir:
         if self.target.exists():
             if not self.force:
                 raise UserError(f"output directory {self.target} exists; pass --force to replace it")
-            if not _written_by_build(self.target) and any(self.target.iterdir()):
-                raise UserError(f"{self.target} exists and is not a directory an earlier `mpc-export build` wrote "
-                                "(no manifest.json from it); --force replaces only such a directory, or an empty one")
+            problem = _not_a_build(self.target) if any(self.target.iterdir()) else None
+            if problem:
+                raise UserError(f"{self.target} exists and is not a directory an earlier `mpc-export build` wrote, "
+                                f"unchanged ({problem}); --force replaces only such a directory, or an empty one")
 
     def __enter__(self) -> "StagingDir":
         self.check()
@@ -117,12 +118,35 @@ class StagingDir:
             self._lock.close()
 
 
-def _written_by_build(directory: Path) -> bool:
+# what other commands add to a build directory (run's logs), besides the manifest itself
+BUILD_EXTRAS = ("manifest.json", "run-logs")
+
+
+def _not_a_build(directory: Path) -> str | None:
+    """Why ``directory`` is not, exactly, what an earlier build wrote (None: it is): its manifest.json says
+    mpc-export wrote it, every file in it is one the manifest lists (or run's logs), and every listed file
+    is there with its listed SHA-256. So --force never deletes a file someone put there."""
     try:
         manifest = json.loads((directory / "manifest.json").read_text())
     except (OSError, ValueError):
-        return False
-    return isinstance(manifest, dict) and manifest.get("tool") == "mpc-export"
+        return "no manifest.json from mpc-export"
+    if not isinstance(manifest, dict) or manifest.get("tool") != "mpc-export" or not isinstance(manifest.get("files"), list):
+        return "its manifest.json is not mpc-export's"
+    listed = {}
+    for entry in manifest["files"]:
+        if not isinstance(entry, dict) or not isinstance(entry.get("path"), str) or not isinstance(entry.get("sha256"), str):
+            return "its manifest.json lists a file without path and SHA-256"
+        listed[entry["path"]] = entry["sha256"]
+    for path in sorted(directory.rglob("*")):
+        rel = path.relative_to(directory)
+        if rel.parts[0] in BUILD_EXTRAS or path.is_dir() and not path.is_symlink():
+            continue
+        if rel.as_posix() not in listed:
+            return f"{rel.as_posix()} is not a file the build wrote"
+        if path.is_symlink() or not path.is_file() or sha256_file(path) != listed[rel.as_posix()]:
+            return f"{rel.as_posix()} changed since the build"
+    missing = [rel for rel in listed if not (directory / rel).is_file()]
+    return f"{missing[0]} is missing" if missing else None
 
 
 def write_text(root: Path, rel: str, text: str, executable: bool = False) -> dict:

@@ -10,7 +10,7 @@ import numpy as np
 
 from ..errors import UserError
 from ..ir import Graph
-from .state_dict import graph_from_state_dict
+from .state_dict import ONNX_EXPORT_LINE, graph_from_state_dict
 
 MAX_MODEL_BYTES = 2**30  # a CIFAR-10 ResNet-18 is 45 MB; bounds what a model file (or its unpacked zip) makes us read
 
@@ -42,12 +42,17 @@ def _read_state_dict(path: Path, trust_pickle: bool = False):
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         if "weights_only" in str(exc) or "Unsupported global" in str(exc):
             if not trust_pickle:
-                raise UserError(f"{path}: holds pickled Python objects (a full module?); pass --trust-pickle if you trust "
-                                "its source, or save a state_dict") from None
+                raise UserError(f"{path}: holds pickled Python objects (a whole nn.Module saved with torch.save(model)?); "
+                                "pass --trust-pickle if you trust its source (unpickling runs its code, and the module that "
+                                "defines its class must be importable: run from its directory or set PYTHONPATH), or "
+                                f"export it to ONNX: {ONNX_EXPORT_LINE}") from None
             try:
                 module = torch.load(io.BytesIO(path.read_bytes()), map_location="cpu", weights_only=False)
             except Exception as exc2:  # noqa: BLE001
-                raise UserError(f"{path}: cannot unpickle the module: {str(exc2).splitlines()[0][:160]}") from None
+                missing = isinstance(exc2, (ModuleNotFoundError, AttributeError)) or "Can't get attribute" in str(exc2)
+                hint = ("; the module that defines the model's class must be importable: run from its directory or set "
+                        "PYTHONPATH to it" if missing else "")
+                raise UserError(f"{path}: cannot unpickle the module: {str(exc2).splitlines()[0][:160]}{hint}") from None
             if isinstance(module, torch.nn.Module):
                 return module
             obj = module

@@ -244,6 +244,11 @@ def _custresnet(state: dict, name: str) -> Graph:
                  mean=(0.4914, 0.4822, 0.4465), std=(0.2470, 0.2435, 0.2616))
 
 
+# the one line that turns a user's own nn.Module (its class importable, its state_dict loaded) into a model
+# file the tool reads without running code
+ONNX_EXPORT_LINE = ("torch.onnx.export(model.eval(), torch.zeros(1, 3, 32, 32), \"model.onnx\") in the Python that "
+                    "defines your model, then mpc-export build model.onnx")
+
 ARCHITECTURES = [(_is_pruned_resnet, _pruned_resnet), (_is_resnet_a, _resnet_a), (_is_custresnet, _custresnet)]
 
 
@@ -255,4 +260,5 @@ def graph_from_state_dict(state: dict, name: str) -> Graph:
             return build(state, name)
     sample = ", ".join(list(state)[:4])
     raise UserError(f"unknown architecture: state_dict keys ({sample}, ...) match no known model "
-                    "(pruned-ResNet, ResNet-20 option A, custResNet)")
+                    f"(pruned-ResNet, ResNet-20 option A, custResNet); for your own architecture export it to ONNX and "
+                    f"build that: {ONNX_EXPORT_LINE}")

@@ -90,6 +90,20 @@ def calibrate(graph, fx: FixedSpec, dataset: Path, limit: int | None, margin_bit
     return replace(fx, protocol=protocol), record
 
 
+def preprocessing_source(model_format: str, from_command_line: bool) -> str:
+    """Where the build's preprocessing comes from: "command line" (--mean/--std), "architecture" (a known
+    architecture's state_dict: its training recipe's), or "assumed" (an ONNX, TorchScript or pickled model
+    records no input normalization: pixel / 255 unless --mean/--std say otherwise)."""
+    if from_command_line:
+        return "command line"
+    return "architecture" if model_format == "state_dict" else "assumed"
+
+
+ASSUMED_PREPROCESSING = ("assumed: a {format} model does not record its input normalization; if it was trained on "
+                         "normalized images pass --mean M,M,M --std S,S,S (verify --dataset fails when a common "
+                         "normalization suits the model far better)")
+
+
 def apply_preprocessing(graph, mean, std) -> None:
     """--mean/--std override the architecture's defaults (both or neither; one value per channel)."""
     if mean is None and std is None:
@@ -114,7 +128,7 @@ def build(opts: BuildOptions, progress=None) -> dict:
     cmap = load_channel_map(opts.channel_map)
     if len(opts.inputs) > cmap.max_inputs:
         raise UserError(f"{len(opts.inputs)} inputs given; the channel map has {cmap.max_inputs} input channels (one per execution)")
-    output = StagingDir(opts.out, opts.force, protected=[opts.model, *opts.inputs])
+    output = StagingDir(opts.out, opts.force, protected=[opts.model, *opts.inputs, *(p for p in (opts.calibrate, opts.channel_map) if p)])
     output.check()  # fail fast, before loading; checked again at commit
 
     float_graph = load_model(opts.model, trust_pickle=opts.trust_pickle, trust_torchscript=opts.trust_torchscript)
@@ -162,6 +176,7 @@ def build(opts: BuildOptions, progress=None) -> dict:
             "disclosure": fx.protocol.disclosure(opts.debug),
             "calibration": calibration,
             "preprocessing": {"scale": "pixels / 255", "mean": graph.mean, "std": graph.std,
+                              "source": preprocessing_source(float_graph.format, opts.mean is not None),
                               "formula": "(pixel / 255 - mean[c]) / std[c], then round(x * 2^F)" if graph.mean else "pixel / 255, then round(x * 2^F)"},
             "data_folder": data_folder(graph),
             "program": specific.pop("program"),

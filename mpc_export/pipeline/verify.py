@@ -34,6 +34,7 @@ class VerifyOptions:
     onnx: bool = True
     onnx_images: int = 250  # with a data set: images also run through onnxruntime (whole batches from the first)
     min_agreement: float = 0.995
+    preprocessing_check: bool = True  # with a data set: fail when a common normalization suits the model far better
     simulate_mpc: int = 0  # runs of the reference with TruncPr's probabilistic rounding simulated
     trust_pickle: bool = False  # the user's flags, never the manifest's say
     trust_torchscript: bool = False
@@ -60,12 +61,41 @@ def _check_overflow(graph, fx, trace: Trace) -> list[dict]:
     return report
 
 
+MAX_DATASET_BYTES = 2**31  # 2 GiB: CIFAR-10's 60,000 images and labels take 185 MB
+
+
+def check_declared_sizes(path: Path, what: str) -> None:
+    """Refuse, before numpy allocates anything, an .npz whose arrays declare more bytes than the limit or
+    than the archive holds for them (a small file must not make the tool allocate GBs)."""
+    import zipfile
+
+    try:
+        with zipfile.ZipFile(path) as archive:
+            for info in archive.infolist():
+                if not info.filename.endswith(".npy"):
+                    continue
+                with archive.open(info) as stream:
+                    version = np.lib.format.read_magic(stream)
+                    read = np.lib.format.read_array_header_1_0 if version == (1, 0) else np.lib.format.read_array_header_2_0
+                    shape, _, dtype = read(stream)
+                declared = int(np.prod(shape, dtype=object)) * dtype.itemsize
+                if declared > MAX_DATASET_BYTES:
+                    raise UserError(f"{what}; {info.filename} declares {declared:,} bytes ({shape}), more than the "
+                                    f"{MAX_DATASET_BYTES:,} a data set may take; refused before loading")
+                if declared > info.file_size:
+                    raise UserError(f"{what}; {info.filename} declares {declared:,} bytes ({shape}) but the file holds "
+                                    f"{info.file_size:,}: truncated or forged; refused before loading")
+    except (zipfile.BadZipFile, OSError, ValueError) as exc:
+        raise UserError(f"{what}; cannot read it: {str(exc).splitlines()[0][:120]}") from None
+
+
 def load_dataset(path: Path, input_shape, classes: int):
     """x (N, H, W, C) uint8 pixels and y (N,) integer labels in [0, classes): every other layout, dtype,
     length or range is one clear error (checked before any work)."""
     what = f"{path}: a data set must be an .npz with x (N, {input_shape[1]}, {input_shape[2]}, {input_shape[0]}) uint8 and y (N,) labels"
     if not Path(path).is_file():
         raise UserError(f"data set {path} not found" if not Path(path).exists() else f"data set {path} is not a file")
+    check_declared_sizes(Path(path), what)
     try:
         data = np.load(path, allow_pickle=False)
         missing = [key for key in ("x", "y") if key not in getattr(data, "files", ())]
@@ -95,6 +125,66 @@ def _batches_from_dataset(data, limit: int | None, batch: int):
         stop = min(start + batch, n)
         xb = x[start:stop].transpose(0, 3, 1, 2).astype(np.float64) / 255.0
         yield xb, y[start:stop].astype(np.int64), n
+
+
+# normalizations CIFAR-10 models are commonly trained with: (mean, std) per RGB channel, None: pixel / 255
+COMMON_NORMALIZATIONS = {
+    "pixel / 255": (None, None),
+    "CIFAR-10 mean/std": ((0.4914, 0.4822, 0.4465), (0.2470, 0.2435, 0.2616)),
+    "ImageNet mean/std": ((0.485, 0.456, 0.406), (0.229, 0.224, 0.225)),
+    "mean 0.5, std 0.5 (pixels to [-1, 1])": ((0.5, 0.5, 0.5), (0.5, 0.5, 0.5)),
+}
+PREPROCESSING_SAMPLE = 500  # images the float model is scored on under each normalization
+PREPROCESSING_MIN_SAMPLE = 100  # fewer: no judgement (one image moves the accuracy by >= 1 %)
+PREPROCESSING_MARGIN = 0.15  # a normalization this much more accurate than the build's means the build's is wrong
+
+
+def preprocessing_mismatch(graph, float_model, data, limit: int | None) -> dict | None:
+    """Score the float model on the data set's first images under the build's preprocessing and under each
+    common normalization; when one of those is at least PREPROCESSING_MARGIN more accurate, the build
+    almost certainly feeds the model inputs it was not trained on (a normalized model built without
+    --mean/--std, or with the wrong ones): the finding, else None. A weak model is no finding: only the
+    comparison counts, not the accuracy itself."""
+    x, y = data
+    count = min(len(x), PREPROCESSING_SAMPLE, limit or len(x))
+    if count < PREPROCESSING_MIN_SAMPLE or graph.input_shape[0] != 3:
+        return None
+    pixels = x[:count].transpose(0, 3, 1, 2).astype(np.float64) / 255.0
+    labels = y[:count].astype(np.int64)
+    built = (graph.mean, graph.std)
+
+    def accuracy(mean, std) -> float:
+        graph.mean, graph.std = mean, std
+        try:
+            inputs = graph.preprocess(pixels)
+        finally:
+            graph.mean, graph.std = built
+        return float(np.mean(np.argmax(float_model(inputs)[graph.output.name], axis=1) == labels))
+
+    applied = accuracy(*built)
+    scores = [(accuracy(mean, std), name, mean, std) for name, (mean, std) in COMMON_NORMALIZATIONS.items()
+              if not _same_normalization((mean, std), built)]
+    best, name, mean, std = max(scores, key=lambda score: score[0])
+    if best - applied < PREPROCESSING_MARGIN:
+        return None
+    return {"images": count, "applied_accuracy": applied, "better": name, "better_accuracy": best, "mean": mean, "std": std}
+
+
+def _same_normalization(a, b) -> bool:
+    (mean_a, std_a), (mean_b, std_b) = a, b
+    if mean_a is None or mean_b is None:
+        return mean_a is None and mean_b is None
+    return bool(np.allclose(mean_a, mean_b, atol=1e-3) and np.allclose(std_a, std_b, atol=1e-3))
+
+
+def preprocessing_problem(finding: dict, manifest) -> str:
+    """The one line verify fails with."""
+    fix = (f"--mean {','.join(f'{v:g}' for v in finding['mean'])} --std {','.join(f'{v:g}' for v in finding['std'])}"
+           if finding["mean"] is not None else "no --mean/--std")
+    return (f"the float model scores {finding['applied_accuracy'] * 100:.1f} % on the first {finding['images']} images with this "
+            f"build's preprocessing ({manifest.preprocessing_formula}) but {finding['better_accuracy'] * 100:.1f} % with "
+            f"{finding['better']}: the model was trained on other inputs; rebuild with {fix} (or pass "
+            "--no-preprocessing-check)")
 
 
 def _simulation_runs(opts, fx) -> int:
@@ -228,6 +318,9 @@ def verify(opts: VerifyOptions, progress=None) -> dict:
                 progress(seen, total)
         if seen == 0:
             raise UserError(f"{opts.dataset}: no images (check --limit)")
+        finding = preprocessing_mismatch(graph, float_model, dataset, opts.limit) if opts.preprocessing_check else None
+        report["preprocessing_check"] = finding or ({"ok": True} if opts.preprocessing_check else None)
+        report["preprocessing_problem"] = preprocessing_problem(finding, manifest) if finding else None
         stages = staged.rows(fx.protocol.exact)
         report.update(images=seen, float_acc=stages[0]["accuracy"], fixed_acc=stages[2]["accuracy"],
                       agreement=stages[2]["agreement_with_float"], worst_logit_err=worst_logit, dataset=str(opts.dataset),
@@ -269,7 +362,9 @@ def verify(opts: VerifyOptions, progress=None) -> dict:
             report["mpc"]["first_difference"] = first_layer or report["mpc"]["first_difference"]
     report["min_agreement"] = opts.min_agreement
     report["agreement_ok"] = report["agreement"] >= opts.min_agreement
-    report["ok"] = all(r["ok"] for r in rows) and report.get("mpc", {}).get("ok", True) and report["agreement_ok"]
+    report["preprocessing"] = manifest.preprocessing_formula
+    report["ok"] = (all(r["ok"] for r in rows) and report.get("mpc", {}).get("ok", True) and report["agreement_ok"]
+                    and report.get("preprocessing_problem") is None)
     report["seconds"] = round(time.perf_counter() - started, 2)
     return report
 
