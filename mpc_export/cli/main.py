@@ -158,6 +158,7 @@ def _summary(m: dict) -> dict:
         "build_seconds": m["build_seconds"],
         "program": m["program"]["path"],
         "backend": m.get("backend", "fanng"),
+        "notices": m.get("notices", []),
         "mp_spdz": m.get("mp_spdz"),
     }
 

@@ -95,6 +95,7 @@ def build_summary(console: Console, s: dict, verbose: bool) -> None:
         ("protocol", f"{s['protocol']['truncation']} truncation, {s['protocol']['convolution']} convolutions, "
                      f"{s['protocol'].get('weights', 'private')} weights, {s['protocol'].get('sparsity', 'private')} sparsity"),
         *_backend_rows(s, c, parameter_files, channels),
+        *(("notice", notice) for notice in s.get("notices", [])),
         ("prediction", "; ".join(predictions)),
         ("reveals", s["disclosure"]),
     ]

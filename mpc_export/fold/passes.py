@@ -50,6 +50,33 @@ def bn_to_affine(graph: Graph) -> int:
     return len(nodes)
 
 
+def fold_affine_into_linear(graph: Graph) -> int:
+    """A per-feature affine (a BatchNorm1d, folded) right after a linear layer, or right before one, folded
+    into that layer's weights and bias, exactly in real arithmetic:
+    after:  g (W x + b) + beta    = (g W) x + (g b + beta)      (g scales each output's row)
+    before: W (g x + beta) + b    = (W g) x + (W beta + b)      (g scales each input's column)."""
+    count = 0
+    for affine in [n for n in graph.nodes if n.op == "affine"]:
+        gamma, beta = affine.params["new_gamma"], affine.params["new_beta"]
+        source = graph.node(affine.inputs[0])
+        consumers = graph.consumers(affine.name)
+        if source.op == "linear" and len(graph.consumers(source.name)) == 1 and len(gamma) == source.params["weight"].shape[0]:
+            source.params["weight"] = gamma[:, None] * source.params["weight"]
+            source.params["bias"] = gamma * source.params["bias"] + beta
+            source.origin = source.origin + affine.origin
+        elif (len(consumers) == 1 and consumers[0].op == "linear" and len(graph.node(affine.inputs[0]).shape) == 1
+              and len(gamma) == consumers[0].params["weight"].shape[1]):
+            linear = consumers[0]
+            linear.params["bias"] = linear.params["weight"] @ beta + linear.params["bias"]
+            linear.params["weight"] = linear.params["weight"] * gamma[None, :]
+            linear.origin = affine.origin + linear.origin
+        else:
+            continue
+        _bypass(graph, affine)
+        count += 1
+    return count
+
+
 def _sole_consumer(graph: Graph, node: Node, op: str, **attrs) -> Node | None:
     consumers = graph.consumers(node.name)
     if len(consumers) != 1 or consumers[0].op != op:
@@ -201,7 +228,7 @@ def name_nodes(graph: Graph) -> int:
     return sum(1 for old, new in renamed.items() if old != new)
 
 
-PIPELINE = [drop_identity, bn_to_affine, fuse_shortcut, fuse_conv_blocks, fuse_add_relu, global_pools, fuse_dense]
+PIPELINE = [drop_identity, bn_to_affine, fold_affine_into_linear, fuse_shortcut, fuse_conv_blocks, fuse_add_relu, global_pools, fuse_dense]
 
 
 def lower_for_mpc(graph: Graph) -> tuple[Graph, list[tuple[str, int]]]:

@@ -46,6 +46,7 @@ class Graph:
     mean: tuple[float, ...] | None = None
     std: tuple[float, ...] | None = None
     format: str = "state_dict"  # the front end that produced it: state_dict / onnx / torchscript
+    notices: list = field(default_factory=list)  # exact rewrites of the model the user should know of, one line each
 
     def preprocess(self, pixels):
         """pixels (N, C, H, W) or (C, H, W) in [0, 1] -> model input, float64."""

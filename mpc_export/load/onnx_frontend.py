@@ -45,8 +45,8 @@ METADATA_INPUTS = {"Shape": (0,), "Size": (0,), "CastLike": (1,)}
 REWRITES = {
     "Sigmoid": "no exact MPC form; use ReLU or a piecewise-linear approximation (e.g. hard sigmoid from ReLUs) and retrain",
     "Tanh": "no exact MPC form; use ReLU or a piecewise-linear approximation (hardtanh from ReLUs) and retrain",
-    "Softmax": "no exact MPC form; a trailing Softmax does not change the argmax: drop it before export",
-    "LogSoftmax": "no exact MPC form; a trailing LogSoftmax does not change the argmax: drop it before export",
+    "Softmax": "no exact MPC form; only a trailing Softmax over the classes (which does not change the argmax) is dropped",
+    "LogSoftmax": "no exact MPC form; only a trailing LogSoftmax over the classes (which does not change the argmax) is dropped",
     "LeakyRelu": "not supported; use ReLU (or express it as ReLU(x) - slope * ReLU(-x) and retrain)",
     "PRelu": "not supported; use ReLU",
     "Elu": "no exact MPC form; use ReLU",
@@ -61,6 +61,7 @@ REWRITES = {
     "Conv.group": "grouped and depthwise convolutions are not supported; use group = 1",
     "Conv.dilations": "dilated convolutions are not supported; use dilation 1",
     "Conv.auto_pad": "export with explicit padding (e.g. padding = kernel // 2)",
+    "Conv.auto_pad.same": "'same' padding is supported where it is symmetric (odd kernels); export with explicit padding",
     "MaxPool.dilations": "a dilated max pool is not supported; use dilation 1",
     "MaxPool.ceil_mode": "use ceil_mode = False on a map the window divides",
     "AveragePool.ceil_mode": "use ceil_mode = False on a map the window divides",
@@ -271,6 +272,7 @@ class _Converter:
         self.alias: dict[str, str] = {}  # tensor name -> IR node name that produces it
         self.skipped: set[str] = set()  # tensors of nodes refused (reported once, with every other problem)
         self.nodes: list[Node] = []
+        self.notices: list[str] = []  # exact rewrites the user should know of (a dropped trailing Softmax)
         self.readers: dict[str, int] = {}
         for node in model.graph.node:
             for tensor in node.input:
@@ -311,13 +313,40 @@ class _Converter:
 def _conv(c: _Converter, node) -> None:
     a = _attrs(node)
     weight = c.constant(node, 1, "weight").astype(np.float64)
+    if weight.ndim != 4:
+        raise _Unsupported(node, f"a weight of shape {weight.shape}: only 2-D convolutions (O, C, kH, kW) are supported")
+    kernel = list(a.get("kernel_shape", weight.shape[2:]))
+    if kernel != list(weight.shape[2:]):
+        raise _Unsupported(node, f"kernel_shape {kernel} contradicts its weight's {list(weight.shape[2:])}")
     bias = c.optional_constant(node, 2, "bias")
-    bias = np.zeros(weight.shape[0]) if bias is None else bias.astype(np.float64)
-    pads = a.get("pads", [0, 0, 0, 0])
+    if bias is not None and bias.size != weight.shape[0]:
+        raise _Unsupported(node, f"a bias of {bias.size} value(s) for {weight.shape[0]} output channels")
+    bias = np.zeros(weight.shape[0]) if bias is None else bias.astype(np.float64).reshape(-1)
     strides = a.get("strides", [1, 1])
+    pads = _conv_pads(c, node, _text(a.get("auto_pad", "NOTSET")), a.get("pads", [0, 0, 0, 0]), kernel, strides)
     if len(set(pads)) != 1 or strides[0] != strides[1]:
         raise _Unsupported(node, "only symmetric padding and equal strides are supported")
     c.emit(node, "conv2d", [node.input[0]], {"stride": strides[0], "padding": pads[0]}, {"weight": weight, "bias": bias})
+
+
+def _conv_pads(c: _Converter, node, auto_pad: str, pads, kernel, strides) -> list[int]:
+    """The explicit (top, left, bottom, right) padding: ``pads`` as given, or what auto_pad means for the
+    input's static size (SAME_*: output size ceil(in / stride); VALID: none). An asymmetric 'same' (an even
+    kernel, or a stride that does not divide) is refused in one line."""
+    if auto_pad == "NOTSET":
+        return list(pads)
+    if auto_pad == "VALID":
+        return [0, 0, 0, 0]
+    shape = c.shapes.get(node.input[0])
+    if shape is None:
+        raise _Unsupported(node, "auto_pad SAME needs its input's static size; export with explicit padding")
+    totals = []
+    for size, k, stride in zip(shape[0][2:], kernel, strides):
+        out = -(-size // stride)
+        totals.append(max((out - 1) * stride + k - size, 0))
+    if any(total % 2 for total in totals):
+        raise _Unsupported(node, f"auto_pad {auto_pad} pads {totals} unevenly ({REWRITES['Conv.auto_pad.same']})")
+    return [totals[0] // 2, totals[1] // 2, totals[0] // 2, totals[1] // 2]
 
 
 def _batchnorm(c: _Converter, node) -> None:
@@ -351,13 +380,19 @@ def _flatten(c: _Converter, node) -> None:
 
 
 def _gemm(c: _Converter, node) -> None:
+    """Y = alpha A B' + beta C with A the flattened input (transA = 0): a linear layer of weight alpha B'
+    (B' = B transposed unless transB) and bias beta C, C of one value per output or one value broadcast."""
     a = _attrs(node)
-    if a.get("alpha", 1.0) != 1.0 or a.get("beta", 1.0) != 1.0 or a.get("transA", 0):
-        raise _Unsupported(node, "only alpha = beta = 1 without transA is supported")
+    if a.get("transA", 0):
+        raise _Unsupported(node, "transA = 1 is not supported (the input is one row per sample)")
     w = c.constant(node, 1, "weight").astype(np.float64)
-    w = w if a.get("transB", 0) else w.T
+    if w.ndim != 2:
+        raise _Unsupported(node, f"a weight of shape {w.shape}: only a matrix is supported")
+    w = (w if a.get("transB", 0) else w.T) * float(a.get("alpha", 1.0))
     b = c.optional_constant(node, 2, "bias")
-    b = np.zeros(w.shape[0]) if b is None else b.astype(np.float64)
+    b = np.zeros(w.shape[0]) if b is None else b.astype(np.float64).reshape(-1) * float(a.get("beta", 1.0))
+    if b.size not in (1, w.shape[0]):
+        raise _Unsupported(node, f"a bias of {b.size} values for {w.shape[0]} outputs")
     c.emit(node, "linear", [node.input[0]], {}, {"weight": w, "bias": np.broadcast_to(b, (w.shape[0],)).copy()})
 
 
@@ -380,6 +415,7 @@ def _add(c: _Converter, node) -> None:
     if producer is None or producer.op != "linear" or c.readers.get(act, 0) != 1:
         raise _Unsupported(node, "an Add of a constant is only supported as a MatMul bias")
     producer.params["bias"] = producer.params["bias"] + np.broadcast_to(const.astype(np.float64).ravel(), producer.params["bias"].shape)
+    producer.origin = producer.origin + [node.output[0]]  # the tensor it now computes
     c.alias[node.output[0]] = producer.name
 
 
@@ -410,12 +446,27 @@ def _pad(c: _Converter, node) -> None:
     pads = c.optional_constant(node, 1, "pads")
     pads = [int(v) for v in (a.get("pads", []) if pads is None else pads)]
     value = c.optional_constant(node, 2, "constant value")
-    value = float(a.get("value", 0.0)) if value is None else float(value)
+    if value is not None and value.size != 1:
+        raise _Unsupported(node, f"a constant value of {value.size} elements; the Pad value is one number")
+    value = float(a.get("value", 0.0)) if value is None else float(np.asarray(value).reshape(-1)[0])  # a scalar or a 1-element tensor
     if len(node.input) > 3 and node.input[3]:
         raise _Unsupported(node, "the axes input is not supported")
     if value != 0.0 or len(pads) != 8 or any(pads[i] for i in (0, 2, 3, 4, 6, 7)):
         raise _Unsupported(node, f"pads {pads}: only zero padding of the channel axis is supported")
     c.emit(node, "channel_pad", [node.input[0]], {"pad_lo": pads[1], "pad_hi": pads[5]})
+
+
+def _trailing_softmax(c: _Converter, node) -> None:
+    """A Softmax or LogSoftmax over the classes that produces the graph's output: both are increasing in each
+    logit, so the argmax is the same without them; dropped, with a notice (the secure run outputs logits)."""
+    axis = int(_attrs(node).get("axis", -1))
+    shape = c.shapes.get(node.input[0])
+    outputs = {o.name for o in c.model.graph.output}
+    if node.output[0] not in outputs or c.readers.get(node.output[0], 0) or shape is None or len(shape[0]) != 2 or axis not in (1, -1):
+        raise _Unsupported(node, REWRITES[node.op_type])
+    c.alias[node.output[0]] = c.ir(node.input[0], node)
+    c.notices.append(f"the trailing {node.op_type} was dropped (it does not change the argmax): the secure run outputs "
+                     "the logits before it")
 
 
 def _simple(op):
@@ -473,7 +524,8 @@ NEVER = Rule(lambda v: False, "refused: a legacy form")
 # nothing is silently ignored. (Rules that need several attributes together are in the handlers.)
 ANY = None  # honoured whatever its value (read by the handler, or without effect in inference)
 ATTRIBUTE_RULES = {
-    "Conv": {"auto_pad": NOTSET_ONLY, "dilations": ALL_ONES, "group": equals(1),
+    "Conv": {"auto_pad": Rule(lambda v: _text(v) in ("NOTSET", "SAME_UPPER", "SAME_LOWER", "VALID"), "NOTSET, SAME_UPPER, SAME_LOWER, VALID"),
+             "dilations": ALL_ONES, "group": equals(1),
              "kernel_shape": ANY, "pads": ANY, "strides": ANY},
     "BatchNormalization": {"epsilon": ANY, "momentum": ANY, "training_mode": equals(0), "is_test": ANY,
                            "spatial": equals(1), "consumed_inputs": ANY},
@@ -491,6 +543,8 @@ ATTRIBUTE_RULES = {
     "Add": {"consumed_inputs": ANY, "axis": NEVER, "broadcast": NEVER},
     "Slice": {"axes": NEVER, "ends": NEVER, "starts": NEVER},
     "Pad": {"mode": Rule(lambda v: _text(v) == "constant", "constant only"), "pads": ANY, "paddings": NEVER, "value": ANY},
+    "Softmax": {"axis": ANY},
+    "LogSoftmax": {"axis": ANY},
 }
 
 
@@ -531,6 +585,7 @@ HANDLERS = {
     "Conv": _conv, "BatchNormalization": _batchnorm, "Relu": _simple("relu"), "AveragePool": _pool("avgpool"),
     "MaxPool": _pool("maxpool"), "GlobalAveragePool": _simple("mean_pool"), "ReduceMean": _reduce_mean,
     "Flatten": _flatten, "Reshape": _flatten, "Gemm": _gemm, "MatMul": _matmul, "Add": _add, "Slice": _slice, "Pad": _pad,
+    "Softmax": _trailing_softmax, "LogSoftmax": _trailing_softmax,
 }
 
 
@@ -603,7 +658,9 @@ def graph_from_model(model, source: str) -> Graph:
     stem = Path(source).stem
     name = re.sub(r"\W+", "_", stem).strip("_").lower() or "onnx_model"
     opset = next((o.version for o in model.opset_import if o.domain in ("", "ai.onnx")), model.opset_import[0].version)
-    return Graph(c.nodes, tuple(shape[1:]), name=name, description=f"ONNX model {Path(source).name} (opset {opset})")
+    graph = Graph(c.nodes, tuple(shape[1:]), name=name, description=f"ONNX model {Path(source).name} (opset {opset})")
+    graph.notices = list(c.notices)
+    return graph
 
 
 def graph_from_onnx(path: Path) -> Graph:

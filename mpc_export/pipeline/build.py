@@ -183,6 +183,7 @@ def build(opts: BuildOptions, progress=None) -> dict:
             "channel_map": cmap.as_dict(),
             "channel_open_order": specific.pop("channel_open_order"),
             "passes": [{"pass": n, "rewrites": c} for n, c in passes],
+            "notices": list(float_graph.notices),
             "layers": [{"name": n.name, "op": n.op, "shape": list(n.shape), "origin": n.origin} for n in graph.nodes],
             "budget": {"tensors": budget.tensors, "stages": [s.as_dict() for s in budget.stages]},
             "cost": specific.pop("cost"),

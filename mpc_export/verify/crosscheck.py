@@ -70,10 +70,10 @@ class OnnxOracle:
         for node in graph.nodes:
             if not node.origin:
                 continue
-            if node is graph.output:
+            if node is graph.output and by != "tensor":
                 self.names[node.name] = model.graph.output[0].name
                 continue
-            if by == "tensor":
+            if by == "tensor":  # the last tensor the node computes (a dropped trailing Softmax's input, not its output)
                 out = node.origin[-1]
                 self.names[node.name] = out
                 if out not in existing:
