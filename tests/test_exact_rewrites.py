@@ -195,3 +195,39 @@ def test_forms_without_an_exact_rewrite_are_refused_in_one_line(tmp_path, capsys
             torch.onnx.export(model.eval(), torch.zeros(1, 3, 4, 4), str(path), dynamo=False)
         code, _, err = run_cli(["build", path, "--out", tmp_path / "o"], capsys)
         assert code == 2 and text in err and len(err.strip().splitlines()) == 1, err
+
+
+class _Small(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.conv, self.fc = nn.Conv2d(3, 4, 3, padding=1), nn.Linear(4 * 16 * 16, 10)
+
+    def forward(self, x):
+        return self.fc(torch.flatten(F.max_pool2d(F.relu(self.conv(x)), 2), 1))
+
+
+@pytest.mark.parametrize("batch, dtype", [(4, torch.float32), (1, torch.float16)])
+def test_a_fixed_batch_above_one_and_a_float16_model_verify(batch, dtype, tmp_path, capsys):
+    """onnxruntime runs the user's file as it is: B images at a time, in its own input type."""
+    torch.manual_seed(7)
+    path = tmp_path / "m.onnx"
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        torch.onnx.export(_Small().to(dtype).eval(), torch.zeros(batch, 3, 32, 32, dtype=dtype), str(path), dynamo=False)
+    out = tmp_path / "out"
+    images = [tmp_path / f"i{n}.npy" for n in range(5)]  # 5: not a multiple of 4
+    for n, image in enumerate(images):
+        np.save(image, np.random.default_rng(n).random((3, 32, 32)))
+    code, _, err = run_cli(["build", path, "--out", out, "--json", *[a for i in images for a in ("--input", i)]], capsys)
+    assert code == 0, err
+    code, text, err = run_cli(["verify", out], capsys)
+    assert code == 0, text + err
+
+
+def test_a_float64_model_is_refused_at_build_in_one_line(tmp_path, capsys):
+    path = tmp_path / "m.onnx"
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        torch.onnx.export(_Small().double().eval(), torch.zeros(1, 3, 32, 32, dtype=torch.float64), str(path), dynamo=False)
+    code, _, err = run_cli(["build", path, "--out", tmp_path / "o"], capsys)
+    assert code == 2 and "is DOUBLE; export the model in float32" in err and len(err.strip().splitlines()) == 1, err

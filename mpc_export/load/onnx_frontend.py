@@ -595,6 +595,13 @@ def _input_shape(model, source: str) -> tuple[str, tuple]:
     inputs = [i for i in model.graph.input if i.name not in initializers]
     if len(inputs) != 1:
         raise UserError(f"{source}: expected one input, found {len(inputs)}")
+    elem = inputs[0].type.tensor_type.elem_type
+    if elem not in (1, 10):  # FLOAT, FLOAT16 (onnxruntime, verify's oracle, has no float64 convolution)
+        import onnx
+
+        kind = onnx.TensorProto.DataType.Name(elem) if elem in onnx.TensorProto.DataType.values() else str(elem)
+        raise UserError(f"{source}: input {inputs[0].name!r} is {kind}; export the model in float32 (model.float() "
+                        "before torch.onnx.export)")
     dims = inputs[0].type.tensor_type.shape.dim
     shape = tuple(d.dim_value if d.HasField("dim_value") else None for d in dims)
     if len(shape) != 4 or any(v is None or v <= 0 for v in shape[1:]):

@@ -92,17 +92,26 @@ class OnnxOracle:
                 if out not in existing:
                     model.graph.output.append(onnx.helper.make_empty_tensor_value_info(out))
                     existing.add(out)
+        elem = next(i for i in model.graph.input if i.name == self.input_name).type.tensor_type.elem_type
+        self.input_dtype = onnx.helper.tensor_dtype_to_np_dtype(elem) if elem else np.float32
         options = ort.SessionOptions()
         options.intra_op_num_threads = 2
         self.session = ort.InferenceSession(model.SerializeToString(), options, providers=["CPUExecutionProvider"])
 
     def run(self, x: np.ndarray) -> dict[str, np.ndarray]:
+        """Every layer's output for the images ``x`` (N, C, H, W), in the model's own input type (float32,
+        float64 or float16), as float64; a model with a fixed batch of B is run B images at a time (the last
+        group padded with zero images, their outputs dropped)."""
         keys = list(self.names)
         wanted = [self.names[k] for k in keys]
-        x = x.astype(np.float32)
-        if self.fixed_batch == 1:
-            parts = [self.session.run(wanted, {self.input_name: x[i:i + 1]}) for i in range(len(x))]
+        x = x.astype(self.input_dtype)
+        if self.fixed_batch:
+            parts = []
+            for start in range(0, len(x), self.fixed_batch):
+                group = x[start:start + self.fixed_batch]
+                padded = np.concatenate([group, np.zeros((self.fixed_batch - len(group), *x.shape[1:]), x.dtype)])
+                parts.append([out[:len(group)] for out in self.session.run(wanted, {self.input_name: padded})])
             outs = [np.concatenate([p[j] for p in parts]) for j in range(len(keys))]
         else:
             outs = self.session.run(wanted, {self.input_name: x})
-        return dict(zip(keys, outs))
+        return {key: np.asarray(out, dtype=np.float64) for key, out in zip(keys, outs)}
