@@ -177,6 +177,8 @@ class Manifest:
             raise VerificationFailed("manifest.json: backend is not a string")
         files = tuple(FileEntry.from_dict(entry, i) for i, entry in enumerate(data["files"]))
         executions = tuple(Execution.from_dict(entry, i) for i, entry in enumerate(data["executions"]))
+        if not executions:
+            raise VerificationFailed("manifest.json: executions is empty (a build writes at least one)")
         f, p = data["fixed_point"], data["program"]
         try:
             protocol = Protocol.from_dict(data["protocol"])

@@ -5,6 +5,7 @@ import json
 
 import numpy as np
 import pytest
+import torch
 
 from conftest import SEED_MODEL, run_cli
 
@@ -177,3 +178,43 @@ def test_limit_without_a_data_set_and_a_plot_into_a_directory_are_refused(seed_d
     one_line(code, err, "--limit goes with --dataset")
     code, _, err = run_cli(["verify", seed_dir, "--plot", tmp_path], capsys)
     one_line(code, err, "a directory; give the file to write")
+
+
+@pytest.mark.parametrize("convert, kind", [(lambda t: t.to_sparse(), "sparse_coo (not dense)"), (lambda t: t.to("meta"), "meta (no data)"),
+                                           (lambda t: torch.quantize_per_tensor(t.float(), 0.1, 0, torch.qint8), "quantized"),
+                                           (lambda t: t.to(torch.complex64), "complex")])
+def test_a_state_dict_with_an_unreadable_tensor_is_one_line(convert, kind, tmp_path, capsys):
+    import warnings
+
+    state = torch.load(SEED_MODEL, weights_only=True)
+    first = next(iter(state))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        state[first] = convert(state[first])
+        torch.save(state, tmp_path / "m.pth")
+    code, _, err = run_cli(["build", tmp_path / "m.pth", "--out", tmp_path / "o"], capsys)
+    one_line(code, err, f"is a {kind} tensor")
+
+
+def test_a_channel_map_that_is_a_directory_or_has_order_as_a_string_is_one_line(tmp_path, capsys):
+    from mpc_export.export.channels import DEFAULT_MAP
+
+    code, _, err = run_cli(["build", SEED_MODEL, "--out", tmp_path / "o", "--channel-map", tmp_path], capsys)
+    one_line(code, err, "is not a file")
+    text = DEFAULT_MAP.read_text().replace("[order]", "[order_was_here]")
+    (tmp_path / "map.toml").write_text('order = "weight"\n' + text)
+    code, _, err = run_cli(["build", SEED_MODEL, "--out", tmp_path / "o", "--channel-map", tmp_path / "map.toml"], capsys)
+    one_line(code, err, "[order] must be a table")
+
+
+def test_a_manifest_without_executions_is_one_line(seed_dir, tmp_path, capsys):
+    import json
+    import shutil
+
+    copy = tmp_path / "b"
+    shutil.copytree(seed_dir, copy)
+    manifest = json.loads((copy / "manifest.json").read_text())
+    manifest["executions"] = []
+    (copy / "manifest.json").write_text(json.dumps(manifest))
+    code, _, err = run_cli(["verify", copy, "--no-onnx"], capsys)
+    assert code == 1 and "executions is empty" in err and len(err.strip().splitlines()) == 1, err

@@ -63,10 +63,14 @@ def _pair(table: dict, key: str, where: str) -> tuple[int, int]:
 
 def load_channel_map(path: str | Path | None = None) -> ChannelMap:
     path = Path(path) if path else DEFAULT_MAP
+    if path.exists() and not path.is_file():
+        raise UserError(f"channel map {path} is not a file")
     try:
         data = tomllib.loads(path.read_text())
     except FileNotFoundError:
         raise UserError(f"channel map not found: {path}") from None
+    except OSError as exc:
+        raise UserError(f"channel map {path}: cannot read it: {exc.strerror}") from None
     except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
         raise UserError(f"{path}: not valid TOML: {exc}") from None
     return channel_map_from_data(data, path)
@@ -104,7 +108,10 @@ def channel_map_from_data(data: dict, path) -> ChannelMap:
         raise UserError(f"{path}: [ranges] inputs {inputs[0]}-{inputs[1]} overlap the parameter range {params_range[0]}-{params_range[1]}")
     if reserved[0] <= reserved[1] and not (inputs[1] < reserved[0] or inputs[0] > reserved[1]):
         raise UserError(f"{path}: [ranges] inputs {inputs[0]}-{inputs[1]} overlap the reserved range {reserved[0]}-{reserved[1]}")
-    kinds = data.get("order", {}).get("kinds", list(KIND_FOLDERS))
+    order = data.get("order", {})
+    if not isinstance(order, dict):
+        raise UserError(f"{path}: [order] must be a table (kinds = [\"weight\", ...]), got {str(order)[:40]!r}")
+    kinds = order.get("kinds", list(KIND_FOLDERS))
     if not isinstance(kinds, list) or not all(isinstance(k, str) for k in kinds):
         raise UserError(f"{path}: [order] kinds must be a list of names")
     if sorted(kinds) != sorted(KIND_FOLDERS):

@@ -66,8 +66,27 @@ def _read_state_dict(path: Path, trust_pickle: bool = False):
     for key, value in obj.items():
         if not hasattr(value, "detach"):
             raise UserError(f"{path}: entry {key!r} is not a tensor")
+        kind = _unreadable_kind(value)
+        if kind:
+            raise UserError(f"{path}: entry {str(key)[:80]!r} is a {kind} tensor; save the float model's plain state_dict "
+                            "(dense real tensors, as model.state_dict() gives before any quantization or conversion)")
         out[str(key)] = value.detach().cpu().double().numpy() if value.is_floating_point() else value.detach().cpu().numpy()
     return out
+
+
+def _unreadable_kind(tensor) -> str | None:
+    """What keeps a tensor from being read as plain numbers (None: a dense real tensor with data)."""
+    import torch
+
+    if tensor.is_meta:
+        return "meta (no data)"
+    if tensor.layout != torch.strided:
+        return f"{str(tensor.layout).replace('torch.', '')} (not dense)"
+    if tensor.is_quantized:
+        return "quantized"
+    if tensor.is_complex():
+        return "complex"
+    return None
 
 
 def model_format(path: Path) -> str:
