@@ -28,7 +28,7 @@ def test_an_onnx_build_says_its_preprocessing_is_assumed(tmp_path, capsys):
     code, text, err = run_cli(["build", tmp_path / "small.onnx", "--out", tmp_path / "o2"], capsys)
     assert code == 0, err
     summary = " ".join(text.split())
-    assert "assumed: a onnx model does not record its input normalization" in summary and "--mean M,M,M --std S,S,S" in summary
+    assert "assumed: an ONNX model does not record its input normalization" in summary and "--mean M,M,M --std S,S,S" in summary
 
 
 def test_a_known_architecture_and_the_command_line_say_where_theirs_comes_from(tmp_path, capsys):

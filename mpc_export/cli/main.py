@@ -159,6 +159,8 @@ def _summary(m: dict) -> dict:
         "program": m["program"]["path"],
         "backend": m.get("backend", "fanng"),
         "notices": m.get("notices", []),
+        "convolution_modes": m.get("convolution_modes", {}),
+        "trust_flags": {"torchscript": " --trust-torchscript", "pickle": " --trust-pickle"}.get(m["model"]["format"], ""),
         "mp_spdz": m.get("mp_spdz"),
     }
 
@@ -209,9 +211,10 @@ def verify(
                                                                  progress.update(task, completed=done, total=total)))
     if json_path:
         json_path.write_text(json.dumps(report, indent=2) + "\n")
+    show.verify_report(console, report)
     if plot:
         show.plot(report, plot)
-    show.verify_report(console, report)
+        console.print(f"plot: wrote {plot}", soft_wrap=True, highlight=False, markup=False)
     if not report["ok"]:
         if report.get("preprocessing_problem"):
             raise VerificationFailed(f"verification failed: {report['preprocessing_problem']}")

@@ -49,12 +49,34 @@ def fields(rows: list[tuple[str, str]]) -> Table:
     return grid
 
 
+def _convolutions(s: dict) -> str:
+    """The convolution option as the layers take it: Winograd applies only to 3x3 stride-1 layers."""
+    chosen, modes = s["protocol"]["convolution"], list(s.get("convolution_modes", {}).values())
+    if chosen != "winograd" or not modes:
+        return f"{chosen} convolutions"
+    used = modes.count("winograd")
+    if used == len(modes):
+        return "winograd convolutions"
+    if used == 0:
+        return "winograd requested, applied to none of its convolutions (3x3, stride 1 only): all direct"
+    return f"winograd convolutions ({used} of {len(modes)} layers; the others direct)"
+
+
+def _macs(macs: int) -> str:
+    """Multiply-accumulates per image, in the unit that shows them (a small net is not "0.001 GMAC")."""
+    for unit, scale in (("GMAC", 1e9), ("MMAC", 1e6), ("kMAC", 1e3)):
+        if macs >= scale:
+            return f"{macs / scale:.3g} {unit}"
+    return f"{macs} MAC"
+
+
 def _preprocessing_note(prep: dict, model_format: str) -> str:
     from ..pipeline.build import ASSUMED_PREPROCESSING
 
     source = prep.get("source")
     if source == "assumed":
-        return f" ({ASSUMED_PREPROCESSING.format(format=model_format)})"
+        article = {"onnx": "an ONNX", "torchscript": "a TorchScript", "pickle": "a pickled"}.get(model_format, f"a {model_format}")
+        return f" ({ASSUMED_PREPROCESSING.format(format=article)})"
     return {"architecture": " (the architecture's training preprocessing)", "command line": " (--mean/--std)"}.get(source, "")
 
 
@@ -87,12 +109,12 @@ def build_summary(console: Console, s: dict, verbose: bool) -> None:
     parameter_files = len(s["tensors"])
     channels = sorted(t["channel"] for t in s["tensors"])
     rows = [
-        ("model", f"{model['description']}: {model['parameters']:,} parameters, {model['macs'] / 1e9:.3f} GMAC, "
+        ("model", f"{model['description']}: {model['parameters']:,} parameters, {_macs(model['macs'])}, "
                   f"{len(s['layers']) - 1} layers ({model['format']})"),
         ("preprocessing", prep["formula"] + normalisation + _preprocessing_note(prep, model["format"])),
         ("fixed point", f"F = {fx['frac_bits']} fractional bits, K = {fx['total_bits']} total, R = "
                         f"{fx['reading_precision']}; {fx['number_format']} files"),
-        ("protocol", f"{s['protocol']['truncation']} truncation, {s['protocol']['convolution']} convolutions, "
+        ("protocol", f"{s['protocol']['truncation']} truncation, {_convolutions(s)}, "
                      f"{s['protocol'].get('weights', 'private')} weights, {s['protocol'].get('sparsity', 'private')} sparsity"),
         *_backend_rows(s, c, parameter_files, channels),
         *(("notice", notice) for notice in s.get("notices", [])),
@@ -114,7 +136,7 @@ def build_summary(console: Console, s: dict, verbose: bool) -> None:
     if verbose:
         _tensor_table(console, s)
         _headroom_table(console, s)
-    console.print(f"next: mpc-export verify {s['out']}" + ("" if verbose else "  (build --verbose: every tensor, "
+    console.print(f"next: mpc-export verify {s['out']}{s.get('trust_flags', '')}" + ("" if verbose else "  (build --verbose: every tensor, "
                                                              "channel and bit budget)"), highlight=False)
 
 
@@ -286,11 +308,11 @@ def verify_report(console: Console, r: dict) -> None:
     console.print(("verified" if r["ok"] else "verification FAILED") + f" in {r['seconds']} s", highlight=False)
     if r["ok"] and "mpc" not in r:
         if r.get("backend") == "mp-spdz":
-            console.print(f"next: mpc-export run {r['directory']} --runtime MP_SPDZ_DIR  (a real 3-party run of MP-SPDZ)",
-                          highlight=False)
+            console.print(f"next: mpc-export run {r['directory']} --runtime MP_SPDZ_DIR{r.get('trust_flags', '')}  (a real "
+                          "3-party run of MP-SPDZ)", highlight=False)
         else:
-            console.print(f"next: mpc-export run {r['directory']} --runtime FANNG_DIR  (a real 3-party run; each player "
-                          "holds 4-6 GB)", highlight=False)
+            console.print(f"next: mpc-export run {r['directory']} --runtime FANNG_DIR{r.get('trust_flags', '')}  (a real "
+                          "3-party run; each player holds up to ~6.4 GB, the seed's measured peak)", highlight=False)
 
 
 def _percent(value) -> str:
@@ -306,7 +328,7 @@ def _stages_table(console: Console, r: dict) -> None:
     console.print(t, highlight=False)
     notes = [row["note"] for row in r["stages"] if row.get("note")]
     for note in notes:
-        console.print(f"secure run: {note}", highlight=False)
+        console.print(f"secure run (no run here): {note}", highlight=False)
 
 
 ZERO_FLOOR = 0.1  # where a zero is drawn on the log axis (marked as zero on the plot)
@@ -349,8 +371,12 @@ def plot(report: dict, path: Path) -> None:
     ax.set_ylim(bottom=ZERO_FLOOR / 2)
     ax.set_xticks(xs, [r["name"] for r in rows], rotation=30, ha="right")
     ax.set_ylabel(f"units of 2^-{report['frac_bits']} (zero drawn on the 0 line)")
-    ax.set_title(f"{report.get('model_description', report['model'])}: {report['images']} image(s), "
-                 f"{report.get('truncation', '?')} truncation", fontsize=10)
+    accuracy = "" if report.get("float_acc") is None else (
+        f"; accuracy float {report['float_acc'] * 100:.2f} %, fixed point {report['fixed_acc'] * 100:.2f} %")
+    verdict = "VERIFIED" if report.get("ok") else "VERIFICATION FAILED"
+    ax.set_title(f"{verdict}: {report.get('model_description', report['model'])}, {report['images']} image(s), "
+                 f"{report.get('truncation', '?')} truncation{accuracy}; argmax agreement "
+                 f"{report['agreement'] * 100:.2f} %", fontsize=9, color="black" if report.get("ok") else "red")
     ax.legend(fontsize=8)
     fig.tight_layout()
     fig.savefig(path, dpi=100)

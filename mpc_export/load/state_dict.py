@@ -136,7 +136,7 @@ def _pruned_resnet(state: dict, name: str) -> Graph:
             nodes.append(Node("dropout_fc", "identity", [prev], origin=["network.26"]))
             nodes.append(Node("relu_fc", "relu", ["dropout_fc"], origin=["network.27"]))
             prev = "relu_fc"
-    return Graph(nodes, (3, 32, 32), name="pruned_resnet", description=f"pruned-ResNet (7 layers) from {name}")
+    return Graph(nodes, (3, 32, 32), name="pruned_resnet", description=f"pruned-ResNet from {name}")
 
 
 class _Builder:

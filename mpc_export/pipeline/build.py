@@ -99,7 +99,7 @@ def preprocessing_source(model_format: str, from_command_line: bool) -> str:
     return "architecture" if model_format == "state_dict" else "assumed"
 
 
-ASSUMED_PREPROCESSING = ("assumed: a {format} model does not record its input normalization; if it was trained on "
+ASSUMED_PREPROCESSING = ("assumed: {format} model does not record its input normalization; if it was trained on "
                          "normalized images pass --mean M,M,M --std S,S,S (verify --dataset fails when a common "
                          "normalization suits the model far better)")
 
@@ -184,6 +184,9 @@ def build(opts: BuildOptions, progress=None) -> dict:
             "channel_open_order": specific.pop("channel_open_order"),
             "passes": [{"pass": n, "rewrites": c} for n, c in passes],
             "notices": list(float_graph.notices),
+            # how each convolution is computed (FANNG: winograd where it applies, else direct; public sparsity)
+            "convolution_modes": {n.name: n.spec.mode(n, fx) if backend.name == DEFAULT else "dot products"
+                                  for n in graph.nodes if n.op == "conv_block"},
             "layers": [{"name": n.name, "op": n.op, "shape": list(n.shape), "origin": n.origin} for n in graph.nodes],
             "budget": {"tensors": budget.tensors, "stages": [s.as_dict() for s in budget.stages]},
             "cost": specific.pop("cost"),

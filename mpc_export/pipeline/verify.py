@@ -187,6 +187,11 @@ def preprocessing_problem(finding: dict, manifest) -> str:
             "--no-preprocessing-check)")
 
 
+def trust_flags(model_format: str) -> str:
+    """The flags a next command needs to load this model again (the user's own say, repeated in hints)."""
+    return {"torchscript": " --trust-torchscript", "pickle": " --trust-pickle"}.get(model_format, "")
+
+
 def _simulation_runs(opts, fx) -> int:
     """Simulated probabilistic runs: none for an exact build (the secure run equals the reference)."""
     return 0 if fx.protocol.exact else opts.simulate_mpc
@@ -272,10 +277,10 @@ class StagedAccuracy:
         rows = [{"stage": label, "accuracy": self.correct[key] / n, "agreement_with_float": self.agree_float[key] / n,
                  "agreement_with_previous": self.agree_previous[key] / n} for key, label in STAGES]
         fixed = rows[-1]
-        rows.append({"stage": "secure run", "accuracy": fixed["accuracy"] if exact else None,
+        rows.append({"stage": "secure run (predicted)", "accuracy": fixed["accuracy"] if exact else None,
                      "agreement_with_float": fixed["agreement_with_float"] if exact else None,
                      "agreement_with_previous": 1.0 if exact else None,
-                     "note": "equal to the reference bit for bit (exact truncation)" if exact else
+                     "note": "an exact build's run equals the reference bit for bit (`run` checks it)" if exact else
                              "within the derived bound of the reference (probabilistic truncation); not measured here"})
         return rows
 
@@ -292,6 +297,7 @@ def verify(opts: VerifyOptions, progress=None) -> dict:
     trace = Trace()
     out_name = graph.output.name
     report: dict = {"directory": str(opts.directory), "model": str(model_path), "integrity": integrity, "backend": manifest.backend,
+                    "trust_flags": trust_flags(graph.format),
                     "model_description": manifest.model.description or str(model_path)}
 
     if opts.dataset:

@@ -1,4 +1,4 @@
-"""One real run at a time per user (each player holds ~4-6 GB): an exclusive lock on a file in a directory
+"""One real run at a time per user (each FANNG player holds up to ~6.4 GB): an exclusive lock on a file in a directory
 only this user can write (``$XDG_RUNTIME_DIR/mpc-export``, else ``~/.cache/mpc-export``), opened without
 following links, never truncated."""
 
@@ -40,7 +40,7 @@ def run_lock():
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except OSError:
-            raise UserError(f"another mpc-export run is in progress (lock {path}); each needs ~4-6 GB per player: "
+            raise UserError(f"another mpc-export run is in progress (lock {path}); each FANNG player needs up to ~6.4 GB: "
                             "wait for it to finish") from None
         yield path
     finally:

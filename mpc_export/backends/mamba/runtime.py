@@ -9,7 +9,7 @@ reads it), start the players with the IO answers on their stdin, stream and filt
 fresh log directory, enforce the timeout (by default from the cost estimate), stop only the processes
 started here, delete the memory dumps, refuse a runtime whose preprocessing the program's own check
 rejected (runtime_check.py), and compare the logits the program prints with the reference
-(equal for exact truncation, within the bound for probabilistic). Each player holds ~4-6 GB: runs are
+(equal for exact truncation, within the bound for probabilistic). Each player holds up to ~6.4 GB (the seed's measured peak): runs are
 serialised by a per-user lock (lock.py).
 """
 

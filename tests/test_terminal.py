@@ -1,0 +1,61 @@
+"""What the terminal says matches what happened: sizes in their unit, Winograd only where it applies,
+hints that can be pasted as they are (the trust flags the model needs), the plot's verdict, and where
+the plot went."""
+
+import warnings
+
+import numpy as np
+import torch
+import torch.nn as nn
+
+from conftest import SEED_MODEL, run_cli
+
+
+class FiveByFive(nn.Module):
+    """Only 5x5 convolutions: Winograd F(2x2, 3x3) applies to none."""
+
+    def __init__(self):
+        super().__init__()
+        self.conv, self.fc = nn.Conv2d(3, 4, 5, padding=2), nn.Linear(4 * 32 * 32, 10)
+
+    def forward(self, x):
+        return self.fc(torch.flatten(torch.relu(self.conv(x)), 1))
+
+
+def _summary(args, capsys):
+    code, text, err = run_cli(args, capsys)
+    assert code == 0, err
+    return " ".join(text.split())
+
+
+def test_sizes_and_winograd_say_what_the_model_has(tmp_path, capsys):
+    path = tmp_path / "m.onnx"
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        torch.onnx.export(FiveByFive().eval(), torch.zeros(1, 3, 32, 32), str(path), dynamo=False)
+    text = _summary(["build", path, "--out", tmp_path / "o"], capsys)
+    macs = 4 * 3 * 25 * 32 * 32 + 4 * 32 * 32 * 10  # conv + linear, counted here
+    assert macs == 348_160 and "348 kMAC" in text and "GMAC" not in text
+    assert "winograd requested, applied to none of its convolutions" in text
+    seed = _summary(["build", SEED_MODEL, "--out", tmp_path / "s"], capsys)
+    assert "exact truncation, winograd convolutions," in seed and "(7 layers)" not in seed  # all six are 3x3, stride 1
+
+
+def test_hints_carry_the_trust_flags_the_model_needs(tmp_path, capsys):
+    path = tmp_path / "m.pt"
+    torch.jit.save(torch.jit.script(FiveByFive().eval()), str(path))
+    text = _summary(["build", path, "--out", tmp_path / "o", "--trust-torchscript"], capsys)
+    assert f"next: mpc-export verify {tmp_path / 'o'} --trust-torchscript" in text
+    text = _summary(["verify", tmp_path / "o", "--trust-torchscript", "--no-onnx"], capsys)
+    assert "--runtime FANNG_DIR --trust-torchscript" in text
+
+
+def test_verify_says_where_it_wrote_the_plot_and_the_plot_carries_the_verdict(tmp_path, capsys):
+    import matplotlib.image
+
+    out = tmp_path / "o"
+    _summary(["build", SEED_MODEL, "--out", out, "--json"], capsys)
+    text = _summary(["verify", out, "--no-onnx", "--plot", tmp_path / "p.png"], capsys)
+    assert f"plot: wrote {tmp_path / 'p.png'}" in text
+    image = matplotlib.image.imread(tmp_path / "p.png")
+    assert image.shape[0] > 100 and not np.all(image == image[0, 0])
