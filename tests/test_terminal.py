@@ -59,3 +59,21 @@ def test_verify_says_where_it_wrote_the_plot_and_the_plot_carries_the_verdict(tm
     assert f"plot: wrote {tmp_path / 'p.png'}" in text
     image = matplotlib.image.imread(tmp_path / "p.png")
     assert image.shape[0] > 100 and not np.all(image == image[0, 0])
+
+
+def test_the_last_build_is_remembered_per_working_directory(tmp_path, capsys, monkeypatch):
+    here, there = tmp_path / "project_a", tmp_path / "project_b"
+    here.mkdir()
+    there.mkdir()
+    monkeypatch.chdir(here)
+    _summary(["build", SEED_MODEL, "--out", here / "out", "--json"], capsys)
+    assert "verified" in _summary(["verify", "--no-onnx"], capsys)
+    monkeypatch.chdir(there)
+    code, _, err = run_cli(["verify", "--no-onnx"], capsys)
+    assert code == 2 and "no build made from this working directory" in err
+
+
+def test_no_progress_bar_before_the_arguments_are_checked(tmp_path, capsys):
+    """A typo is one line; nothing (no bar, no partial output) comes before it."""
+    code, out, err = run_cli(["build", tmp_path / "missing.pth", "--out", tmp_path / "o"], capsys)
+    assert code == 2 and out == "" and len(err.strip().splitlines()) == 1

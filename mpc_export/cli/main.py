@@ -44,8 +44,13 @@ def _root(show_version: bool = typer.Option(False, "--version", callback=_versio
 
 
 def _last_build_file() -> Path:
+    """Where the last build's --out is remembered: one file per working directory (two projects, or two
+    terminals in two folders, do not take each other's build)."""
+    import hashlib
+
     base = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache"))
-    return base / "mpc-export" / "last_build"
+    key = hashlib.sha256(str(Path.cwd().resolve()).encode()).hexdigest()[:24]
+    return base / "mpc-export" / "last_build" / key
 
 
 @app.command(short_help="model file -> parameter files, program, IO answers")
@@ -61,7 +66,7 @@ def build(
     convolution: Optional[str] = typer.Option(None, "--convolution", metavar="winograd|direct", help="winograd (F(2x2,3x3) for 3x3 stride-1 convolutions: 2.25x fewer products, same output; the FANNG default) or direct (dot products; the MP-SPDZ default)"),
     weights: str = typer.Option("private", "--weights", metavar="private|public", help="public: every player reads the parameter files as public values (the model is revealed, the input stays secret; products with a weight are local; --convolution direct is then a little cheaper)"),
     sparsity: str = typer.Option("private", "--sparsity", metavar="private|public", help="public: the positions of the non-zero weights are public (the pruning pattern is revealed, the values stay secret) and products by a zero weight are skipped"),
-    calibrate: Optional[Path] = typer.Option(None, "--calibrate", metavar="NPZ", help="set each comparison's width from the peaks on these images (x uint8 NHWC, y labels) plus --margin-bits; verify --dataset on other images fails on any value beyond"),
+    calibrate: Optional[Path] = typer.Option(None, "--calibrate", metavar="NPZ", help="set each comparison's width from the peaks on these images (x uint8 NHWC, y labels) plus --margin-bits; verify --dataset on other images then fails on any value beyond a calibrated width"),
     limit: Optional[int] = typer.Option(None, "--limit", metavar="N", help="calibrate on the first N images"),
     margin_bits: int = typer.Option(4, "--margin-bits", metavar="BITS", help="bits of headroom above each calibrated peak"),
     channel_map: Optional[Path] = typer.Option(None, "--channel-map", metavar="TOML", help="channel map TOML (default: the seed table)"),
@@ -97,8 +102,14 @@ def build(
         manifest = run_build(opts)
     else:
         with Progress(console=err_console, transient=True, disable=not err_console.is_terminal) as progress:
-            task = progress.add_task("writing parameter files", total=None)
-            manifest = run_build(opts, progress=lambda name: progress.update(task, description=f"wrote {name}"))
+            tasks = []  # made at the first file written: every argument and the model are checked by then
+
+            def wrote(name: str) -> None:
+                if not tasks:
+                    tasks.append(progress.add_task("writing parameter files", total=None))
+                progress.update(tasks[0], description=f"wrote {name}")
+
+            manifest = run_build(opts, progress=wrote)
     _remember(out)
     summary = _summary(manifest)
     if as_json:
@@ -122,7 +133,7 @@ def _build_directory(directory: Optional[Path]) -> Path:
         return directory
     last = _last_build_file()
     if not last.is_file():
-        raise UserError("no directory given and no previous build recorded; pass the build's --out directory")
+        raise UserError("no directory given and no build made from this working directory; pass the build's --out directory")
     return Path(last.read_text().strip())
 
 
@@ -206,9 +217,14 @@ def verify(
                          trust_pickle=trust_pickle, trust_torchscript=trust_torchscript)
     with Progress(TextColumn("verifying"), BarColumn(), MofNCompleteColumn(), TextColumn("images"), TimeRemainingColumn(),
                   console=err_console, transient=True, disable=not err_console.is_terminal) as progress:
-        task = progress.add_task("images", total=None, start=False)
-        report = run_verify(opts, progress=lambda done, total: (progress.start_task(task),
-                                                                 progress.update(task, completed=done, total=total)))
+        tasks = []  # a bar only for a data set, made when its first batch starts (the checks before it are done)
+
+        def advanced(done: int, total: int) -> None:
+            if not tasks:
+                tasks.append(progress.add_task("images", total=total))
+            progress.update(tasks[0], completed=done, total=total)
+
+        report = run_verify(opts, progress=advanced)
     if json_path:
         json_path.write_text(json.dumps(report, indent=2) + "\n")
     show.verify_report(console, report)
