@@ -1,4 +1,4 @@
-"""An independent, slow implementation of the documented fixed-point schedule (README table), straight
+"""An independent, slow implementation of the documented fixed-point schedule (docs/schedule.md), straight
 from its definition with Python integers (object arrays), used as an oracle for the fast reference."""
 
 import numpy as np

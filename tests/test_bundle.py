@@ -1,4 +1,4 @@
-"""mpc_export.deploy.bundle: one directory per player holding exactly what that party receives (README,
+"""mpc_export.deploy.bundle: one directory per player holding exactly what that party receives (docs/operator.md,
 "Deployment: what each party receives"), with NetworkData.txt, its Cert-Store (its own key only), a
 run-player.sh and FILES.sha256. The expected file sets are computed here from the manifest's "files"
 list and roles, independently of the module's own selection; NetworkData.txt is re-parsed by FANNG's
@@ -36,7 +36,7 @@ class _NoCapture:
         return "", ""
 
 
-# variant -> (build options, prune fraction, the roles players 1 and 2 receive: README's table)
+# variant -> (build options, prune fraction, the roles players 1 and 2 receive: docs/operator.md's table)
 VARIANTS = {
     "private": ([], 0.0, set()),
     "public-weights": (["--weights", "public"], 0.0, {"parameter"}),

@@ -2,7 +2,7 @@
 reference; secure run), so a loss is attributed to weight quantization or to activation truncation.
 
 Oracle for the quantized-weights stage: PyTorch's own forward of the seed architecture with every
-parameter rounded to 2^-F as the README documents the fold (conv weight and bias; BatchNorm as
+parameter rounded to 2^-F as docs/schedule.md documents the fold (conv weight and bias; BatchNorm as
 x * round(gamma / sqrt(var + eps)) + round(beta - mean * gamma / sqrt(var + eps)); linear weight and bias),
 built here from the state_dict, not from the tool's IR."""
 

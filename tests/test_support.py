@@ -1,4 +1,4 @@
-"""The README's table of what exports is the one the registries generate, and `mpc-export check` lists
+"""docs/support.md's table of what exports is the one the registries generate, and `mpc-export check` lists
 every problem of a model at once (exit 2), or says it exports (exit 0)."""
 
 import warnings
@@ -11,7 +11,7 @@ from conftest import ROOT, SEED_MODEL, run_cli
 def test_readme_holds_the_generated_support_table():
     from mpc_export.load.support import END, START, support_table
 
-    text = (ROOT / "README.md").read_text()
+    text = (ROOT / "docs" / "support.md").read_text()
     assert START in text and END in text
     assert text.split(START)[1].split(END)[0].strip() == support_table().strip()
 

@@ -1,5 +1,5 @@
 """Per-player deployment bundles: ``out/player-0/``, ``out/player-1/``, ``out/player-2/``, each holding
-exactly what that party receives (README, "Deployment: what each party receives"), to be copied to that
+exactly what that party receives (docs/operator.md, "Deployment: what each party receives"), to be copied to that
 player's host and started there with ``./run-player.sh RUNTIME_DIR [COMPILER_DIR]``.
 
 | bundle file                                   | player-0 (model owner, input)    | player-1, player-2                |

@@ -1,6 +1,6 @@
 """State_dict front end: recognise a known architecture from its keys and shapes, build the IR.
 
-Known: the seed pruned-ResNet (``network.N.*`` of one nn.Sequential, see the project README), the CIFAR
+Known: the seed pruned-ResNet (``network.N.*`` of one nn.Sequential, see docs/schedule.md), the CIFAR
 ResNets (ResNet-20 option A, ResNet-18 with projection shortcuts) and custResNet. Widths are read from
 the weights, so a pruned variant with other channel counts loads too; a checkpoint saved while
 torch.nn.utils.prune is attached (``weight_orig`` and ``weight_mask``) loads as ``weight_orig * weight_mask``.

@@ -1,5 +1,5 @@
 """The table of what exports, generated from the registries (the ONNX front end's ATTRIBUTE_RULES,
-HANDLERS, IGNORED and REWRITES; the IR's executable ops): the README holds its output between
+HANDLERS, IGNORED and REWRITES; the IR's executable ops): docs/support.md holds its output between
 ``<!-- support-table -->`` markers, and a test keeps the two equal.
 
     python -m mpc_export.load.support        # print the table (markdown)
