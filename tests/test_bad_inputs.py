@@ -1,5 +1,5 @@
 """One clear line for every bad input, exit 2, nothing written: data sets, MPC logs, channel maps,
-manifests missing keys, --json/--plot into a missing folder (checked before the work starts)."""
+manifests missing keys, --report/--plot into a missing folder (checked before the work starts)."""
 
 import json
 
@@ -77,7 +77,7 @@ def test_bad_mpc_logs(make, text, seed_dir, tmp_path, capsys):
     one_line(code, err, text)
 
 
-@pytest.mark.parametrize("flag", ["--json", "--plot"])
+@pytest.mark.parametrize("flag", ["--report", "--plot"])
 def test_report_into_a_missing_folder_is_refused_before_the_work(flag, seed_dir, tmp_path, capsys):
     code, out, err = run_cli(["verify", seed_dir, "--no-onnx", flag, tmp_path / "missing" / "r.out"], capsys)
     one_line(code, err, "does not exist")

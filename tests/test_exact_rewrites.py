@@ -76,7 +76,7 @@ def _build_and_verify(path, tmp_path, capsys):
     code, _, err = run_cli(["build", path, "--out", out, "--json"], capsys)
     assert code == 0, err
     code, text, err = run_cli(["verify", out, "--dataset", need_shared(DATASET), "--limit", IMAGES, "--min-agreement", "99",
-                               "--json", tmp_path / "report.json"], capsys)
+                               "--report", tmp_path / "report.json"], capsys)
     assert code == 0, text + err
     report = json.loads((tmp_path / "report.json").read_text())
     assert report["agreement"] >= 0.99 and all(row["ok"] for row in report["layers"])

@@ -72,7 +72,7 @@ def test_the_same_model_with_its_normalization_verifies(resnet20_onnx, tmp_path,
     out = tmp_path / "out"
     code, _, err = run_cli(["build", resnet20_onnx, "--out", out, "--mean", IMAGENET[0], "--std", IMAGENET[1], "--json"], capsys)
     assert code == 0, err
-    code, text, err = run_cli(["verify", out, "--dataset", DATASET, "--limit", "200", "--no-onnx", "--json", tmp_path / "r.json"], capsys)
+    code, text, err = run_cli(["verify", out, "--dataset", DATASET, "--limit", "200", "--no-onnx", "--report", tmp_path / "r.json"], capsys)
     assert code == 0, err + text
     report = json.loads((tmp_path / "r.json").read_text())
     assert report["preprocessing_check"] == {"ok": True} and report["float_acc"] > 0.8

@@ -77,3 +77,15 @@ def test_no_progress_bar_before_the_arguments_are_checked(tmp_path, capsys):
     """A typo is one line; nothing (no bar, no partial output) comes before it."""
     code, out, err = run_cli(["build", tmp_path / "missing.pth", "--out", tmp_path / "o"], capsys)
     assert code == 2 and out == "" and len(err.strip().splitlines()) == 1
+
+
+def test_json_is_a_flag_printing_one_object_on_every_command(tmp_path, capsys):
+    import json
+
+    out = tmp_path / "o"
+    for args in (["build", SEED_MODEL, "--out", out, "--json"], ["verify", out, "--no-onnx", "--json"], ["cost", out, "--json"]):
+        code, text, err = run_cli(args, capsys)
+        assert code == 0, err
+        assert isinstance(json.loads(text), dict), args
+    code, text, err = run_cli(["verify", out, "--no-onnx", "--report", tmp_path / "r.json"], capsys)
+    assert code == 0 and json.loads((tmp_path / "r.json").read_text())["ok"] is True

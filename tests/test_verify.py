@@ -29,7 +29,7 @@ def copy_build(seed_dir, tmp_path):
 
 def test_seed_verifies_every_layer_with_both_oracles(seed_dir, tmp_path, capsys):
     report_path, plot = tmp_path / "r.json", tmp_path / "p.png"
-    code, out, err = run_cli(["verify", seed_dir, "--json", report_path, "--plot", plot], capsys)
+    code, out, err = run_cli(["verify", seed_dir, "--report", report_path, "--plot", plot], capsys)
     assert code == 0, out + err
     report = json.loads(report_path.read_text())
     assert report["ok"] and report["agreement"] == 1.0
@@ -47,7 +47,7 @@ def test_seed_verifies_every_layer_with_both_oracles(seed_dir, tmp_path, capsys)
 def test_dataset_agreement_on_cifar10(seed_dir, tmp_path, capsys):
     need_shared(DATASET)
     report_path = tmp_path / "r.json"
-    code, out, err = run_cli(["verify", seed_dir, "--dataset", DATASET, "--limit", "500", "--json", report_path], capsys)
+    code, out, err = run_cli(["verify", seed_dir, "--dataset", DATASET, "--limit", "500", "--report", report_path], capsys)
     assert code == 0, out + err
     report = json.loads(report_path.read_text())
     assert report["images"] == 500
@@ -58,7 +58,7 @@ def test_dataset_agreement_on_cifar10(seed_dir, tmp_path, capsys):
     assert report["onnx_images"] == 250 and "first 250 image(s)" in " ".join(out.split())
     assert all(r["onnx_max_abs_err"] is not None for r in report["layers"][1:])
     code, out, err = run_cli(["verify", seed_dir, "--dataset", DATASET, "--limit", "500", "--onnx-images", "500",
-                              "--json", report_path], capsys)
+                              "--report", report_path], capsys)
     everything = json.loads(report_path.read_text())
     assert code == 0 and everything["onnx_images"] == 500 and "first 250" not in out, out + err
     for first, full in zip(report["layers"][1:], everything["layers"][1:]):  # a maximum over a superset

@@ -183,7 +183,8 @@ def verify(
     dataset: Optional[Path] = typer.Option(None, "--dataset", metavar="NPZ", help="data set .npz (x uint8 NHWC, y labels)"),
     limit: Optional[int] = typer.Option(None, "--limit", metavar="N", help="use the first N images of the data set"),
     model: Optional[Path] = typer.Option(None, "--model", metavar="MODEL", help="the original model (default: from manifest.json)"),
-    json_path: Optional[Path] = typer.Option(None, "--json", metavar="FILE", help="write the report as JSON to this file"),
+    as_json: bool = typer.Option(False, "--json", help="print the report as one JSON object (as build and cost do)"),
+    report_path: Optional[Path] = typer.Option(None, "--report", metavar="FILE", help="also write the report as JSON to this file"),
     plot: Optional[Path] = typer.Option(None, "--plot", metavar="PNG", help="write a PNG of per-layer error vs bound"),
     mpc_log: Optional[Path] = typer.Option(None, "--mpc-log", metavar="LOG", help="log of a real run: check its logits against the reference"),
     no_onnx: bool = typer.Option(False, "--no-onnx", help="skip the onnxruntime cross-check"),
@@ -204,7 +205,7 @@ def verify(
         raise UserError(f"--limit must be at least 1, got {limit}")
     if limit is not None and dataset is None:
         raise UserError("--limit goes with --dataset (it takes the data set's first N images)")
-    for flag, target in (("--json", json_path), ("--plot", plot)):  # before the work, not after it
+    for flag, target in (("--report", report_path), ("--plot", plot)):  # before the work, not after it
         if target is not None and not target.parent.is_dir():
             raise UserError(f"{flag} {target}: folder {target.parent} does not exist")
         if target is not None and target.is_dir():
@@ -225,12 +226,16 @@ def verify(
             progress.update(tasks[0], completed=done, total=total)
 
         report = run_verify(opts, progress=advanced)
-    if json_path:
-        json_path.write_text(json.dumps(report, indent=2) + "\n")
-    show.verify_report(console, report)
+    if report_path:
+        report_path.write_text(json.dumps(report, indent=2) + "\n")
+    if as_json:
+        print(json.dumps(report))
+    else:
+        show.verify_report(console, report)
     if plot:
         show.plot(report, plot)
-        console.print(f"plot: wrote {plot}", soft_wrap=True, highlight=False, markup=False)
+        if not as_json:
+            console.print(f"plot: wrote {plot}", soft_wrap=True, highlight=False, markup=False)
     if not report["ok"]:
         if report.get("preprocessing_problem"):
             raise VerificationFailed(f"verification failed: {report['preprocessing_problem']}")
