@@ -128,6 +128,14 @@ def test_force_never_deletes_a_file_the_build_reads_or_someone_added(tmp_path, c
     _one_line(code, err, "an input of this build")
     assert data.exists()
     data.unlink()
+    from mpc_export.export.channels import DEFAULT_MAP
+
+    channel_map = out / "map.toml"
+    channel_map.write_text(DEFAULT_MAP.read_text())
+    code, _, err = run_cli(["build", SEED_MODEL, "--out", out, "--force", "--channel-map", channel_map], capsys)
+    _one_line(code, err, "an input of this build")
+    assert channel_map.exists()
+    channel_map.unlink()
     (out / "notes.txt").write_text("mine")
     code, _, err = run_cli(["build", SEED_MODEL, "--out", out, "--force"], capsys)
     _one_line(code, err, "notes.txt is not a file the build wrote")
