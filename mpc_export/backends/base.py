@@ -28,6 +28,10 @@ class Backend:
     def check_options(self, fx, debug: bool) -> None:
         """Refuse, in one line, an option this backend cannot honour (before anything is written)."""
 
+    def check_graph(self, graph, fx) -> None:
+        """Refuse, in one line, a lowered graph this backend's program cannot compute (an op it has no kernel
+        for, a declared step its domain cannot hold), naming the layer and what would fit."""
+
     def program_products(self, graph, fx, params, inputs, x_int, debug: bool, pattern) -> list[Product]:
         """The backend's files of a build (its program and what its runtime reads beside the shared data
         files), in the manifest's order. ``x_int``: the executions' encoded inputs (N, C, H, W)."""

@@ -139,6 +139,7 @@ def build(opts: BuildOptions, progress=None) -> dict:
     if opts.calibrate is not None:
         fx, calibration = calibrate(graph, fx, opts.calibrate, opts.calibrate_limit, opts.margin_bits)
         budget = quantize_graph(graph, fx)  # the stage limits follow the calibrated comparisons
+    backend.check_graph(graph, fx)  # after calibration: the widths the program declares
     params = parameter_files(graph, cmap)
     pattern = pattern_file(graph, fx, cmap, params)
 

@@ -51,13 +51,28 @@ def _check_expected_outputs(manifest, graph, parsed, fixed_by_execution) -> None
 
 
 def _check_overflow(graph, fx, trace: Trace) -> list[dict]:
+    """Per stage: its limit, its sound worst case (``quantize_graph``: the declared steps propagated from
+    the input range and the weights), and the peak observed on the images checked (``observed_bits``).
+    A value beyond the limit would wrap in the MPC run (VerificationFailed); an observed peak above the
+    worst case would mean the bound is unsound (VerificationFailed: a bug of this tool, reported)."""
+    import copy
+
+    from ..quantize.graph import quantize_graph
+
+    worst = {(s.node, s.stage): s.worst_case for s in quantize_graph(copy.deepcopy(graph), fx).stages}
     report = []
     for node, stage, peak in trace.stage_peaks(graph, fx):
+        bound = worst.get((node, stage.name))
         report.append({"node": node, "stage": stage.name, "limit_bits": stage.limit_bits,
-                       "peak_bits": round(bits_of(peak), 2), "headroom_bits": round(stage.limit_bits - bits_of(peak), 2)})
+                       "peak_bits": round(bits_of(peak), 2), "observed_bits": round(bits_of(peak), 2),
+                       "worst_case_bits": None if bound is None else round(bits_of(bound), 2),
+                       "headroom_bits": round(stage.limit_bits - bits_of(peak), 2)})
         if peak >= 2**stage.limit_bits:
             raise VerificationFailed(f"overflow at {node} ({stage.name}): a value needs {bits_of(peak):.1f} bits, "
                                      f"the budget is {stage.limit_bits} bits (K = {fx.total_bits}); it would wrap in the MPC run")
+        if bound is not None and peak > bound:
+            raise VerificationFailed(f"{node} ({stage.name}): a value of {bits_of(peak):.2f} bits exceeds the worst case "
+                                     f"{bits_of(bound):.2f} bits the tool derived: its bound is unsound (a bug; please report it)")
     return report
 
 

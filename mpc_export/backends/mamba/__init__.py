@@ -33,6 +33,29 @@ class MambaBackend(Backend):
     name = "fanng"
     runtime_name = "FANNG-MPC"
 
+    def check_graph(self, graph, fx):
+        """The field rule, per declared step: a truncation or comparison on b bits masks its input with
+        kappa more random bits, so b + kappa + 1 bits must fit FANNG-MPC's prime (fx.prime_bits). Checked on
+        each step's own bit length, so every option (Winograd's 2 extra bits, calibrated widths) is covered."""
+        from ...errors import UserError
+        from ...ops import Comparison, Truncation
+
+        for node in graph.nodes:
+            if not node.spec.executable:
+                continue
+            for step in node.spec.schedule(node, fx).steps:
+                if not isinstance(step, (Truncation, Comparison)):
+                    continue
+                need = step.bit_length + fx.kappa + 1
+                if need <= fx.prime_bits:
+                    continue
+                kind = "truncation" if isinstance(step, Truncation) else "comparison"
+                direct = step.scale_bits and step.bit_length - step.scale_bits + fx.kappa + 1 <= fx.prime_bits
+                fix = ("--convolution direct (its step has no Winograd scale bits)" if direct else
+                       f"a smaller --total-bits (at most {(fx.prime_bits - fx.kappa - 1 - step.scale_bits) // 2})")
+                raise UserError(f"{node.name}: its {kind} of {step.stage} declares {step.bit_length} bits, which with kappa "
+                                f"{fx.kappa} needs {need} > the {fx.prime_bits}-bit prime of FANNG-MPC; use {fix}")
+
     def program_products(self, graph, fx, params, inputs, x_int, debug, pattern):
         return program_products(graph, fx, params, inputs, debug, pattern)
 

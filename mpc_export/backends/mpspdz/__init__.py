@@ -101,7 +101,7 @@ class MpSpdzBackend(Backend):
             if refused:
                 raise UserError(f"--backend mp-spdz does not support {what}")
 
-    def check_graph(self, graph):
+    def check_graph(self, graph, fx=None):
         for node in graph.nodes:
             if node.op not in KERNELS:
                 raise UserError(f"{node.name}: op {node.op} has no MP-SPDZ kernel")
