@@ -478,10 +478,10 @@ def _mp_spdz_compiler_counts(directory: Path, manifest, runtime: Path) -> dict:
     import tempfile
 
     from ..backends import backend_of
-    from ..backends.mpspdz.runtime import _checked_files, compile_program, find_runtime
+    from ..backends.mpspdz.runtime import checked_files, compile_program, find_runtime
 
     backend = backend_of(manifest)
-    program, _ = _checked_files(manifest)
+    program, _ = checked_files(manifest)
     flags = [str(f) for f in manifest.backend_record.get("compile_flags", [])]
     with tempfile.TemporaryDirectory(prefix="mpc-export-cost-") as work:
         counts, _ = compile_program(find_runtime(runtime, backend.protocol), directory / program, Path(work), flags, 1800)

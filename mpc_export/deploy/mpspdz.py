@@ -105,9 +105,9 @@ def write_mp_spdz_bundles(build_dir: Path, out: Path, hosts: list[str], port_bas
     """The three bundles of a checked MP-SPDZ build (the caller has re-derived it), written in a temporary
     sibling of ``out`` renamed at the end."""
     from ..backends.mpspdz import PROTOCOLS
-    from ..backends.mpspdz.runtime import _checked_files, write_certificates
+    from ..backends.mpspdz.runtime import checked_files, write_certificates
 
-    program, private_input = _checked_files(manifest)
+    program, private_input = checked_files(manifest)
     name = manifest.program.name
     info = PROTOCOLS[backend.protocol]
     flags = [str(f) for f in manifest.backend_record.get("compile_flags", [])]

@@ -67,10 +67,11 @@ class OnnxOracle:
         dim = model.graph.input[0].type.tensor_type.shape.dim[0]
         self.fixed_batch = dim.dim_value if dim.HasField("dim_value") else None
         self.names: dict[str, str] = {}
+        produced = {o for n in model.graph.node for o in n.output}  # a re-export may name tensors otherwise
         for node in graph.nodes:
             if not node.origin:
                 continue
-            if node is graph.output and by != "tensor":
+            if node is graph.output and (by != "tensor" or node.origin[-1] not in produced):
                 self.names[node.name] = model.graph.output[0].name
                 continue
             if by == "tensor":  # the last tensor the node computes (a dropped trailing Softmax's input, not its output)

@@ -82,7 +82,7 @@ def find_runtime(runtime: Path, protocol: str) -> Path:
     return runtime
 
 
-def _checked_files(manifest) -> tuple[str, str]:
+def checked_files(manifest) -> tuple[str, str]:
     """(program path, player 0's input path), both relative to the build, both the build's own."""
     name = manifest.program.name
     if not IDENTIFIER.fullmatch(name):
@@ -242,7 +242,7 @@ def run(opts: MpSpdzRunOptions, progress=print) -> MpSpdzRunResult:
     if backend.name != "mp-spdz":
         raise UserError(f"{opts.directory} was built for {backend.runtime_name}, not MP-SPDZ (build it with --backend mp-spdz)")
     rederive(opts.directory, manifest, graph, fx, parsed, backend)
-    program, private_input = _checked_files(manifest)
+    program, private_input = checked_files(manifest)
     protocol = backend.protocol
     runtime = find_runtime(opts.runtime, protocol)
     flags = [str(f) for f in manifest.backend_record.get("compile_flags", [])]
