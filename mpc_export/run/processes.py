@@ -66,3 +66,27 @@ def stop(proc: subprocess.Popen) -> None:
         except ProcessLookupError:
             return
         proc.wait()
+
+
+def watch(procs: list, started: float, timeout: float, poll_s: float = 0.1) -> tuple[bool, list[int]]:
+    """Wait for the players ``procs`` (started at ``started``, time.perf_counter): until all have exited,
+    5 s after one failed (the others would wait for it forever), or ``timeout`` seconds after the start.
+    Returns (timed out, peak memory in MB per player, sampled while each ran). Stops nothing: the caller
+    stops the processes it started."""
+    peaks = [0] * len(procs)
+    failed_at = None
+    while True:
+        codes = [p.poll() for p in procs]
+        for i, p in enumerate(procs):
+            if codes[i] is None:
+                peaks[i] = max(peaks[i], peak_mb(p.pid))
+        if all(c is not None for c in codes):
+            return False, peaks
+        now = time.perf_counter()
+        if failed_at is None and any(c not in (None, 0) for c in codes):
+            failed_at = now
+        if failed_at is not None and now - failed_at > 5:
+            return False, peaks
+        if now - started > timeout:
+            return True, peaks
+        time.sleep(poll_s)

@@ -30,7 +30,7 @@ from ...manifest import Manifest
 from ...run.hand_off import PARTIES, HandOff, hand_off
 from ...run.lock import run_lock
 from ...run.logs import FilteredLog, fresh_directory, tail
-from ...run.processes import free_port_base as _free_port_base, no_core_dumps as _no_core_dumps, peak_mb as _peak_mb, stop as _stop
+from ...run.processes import free_port_base as _free_port_base, no_core_dumps as _no_core_dumps, stop as _stop, watch
 
 # The fit of real runs on the secure runtime (benchmarks/results/runtime_fit.json, this repository's 2-core
 # machine, 3 players on 127.0.0.1): the players' time is about FIXED_S, plus S_PER_UNIT per triple or random
@@ -187,10 +187,8 @@ def start_players(roots: list[Path], name: str, answers: Path, timeout: float, l
     log_dir/P<p>.log; wait, stop on failure or timeout. A runtime the program's check refused is reported
     with the check's line (UserError)."""
     port = _free_port_base()
-    procs, logs, inputs, readers, peaks = [], [], [], [], [0] * PARTIES
+    procs, logs, inputs, readers = [], [], [], []
     started = time.perf_counter()
-    failed_at = None
-    timed_out = False
     try:
         for player in range(PARTIES):
             root = roots[player]
@@ -201,22 +199,7 @@ def start_players(roots: list[Path], name: str, answers: Path, timeout: float, l
                                           start_new_session=True, preexec_fn=_no_core_dumps))
             readers.append(FilteredLog(procs[-1].stdout, logs[-1]))
             readers[-1].start()
-        while True:
-            codes = [p.poll() for p in procs]
-            for i, p in enumerate(procs):
-                if codes[i] is None:
-                    peaks[i] = max(peaks[i], _peak_mb(p.pid))
-            if all(c is not None for c in codes):
-                break
-            now = time.perf_counter()
-            if failed_at is None and any(c not in (None, 0) for c in codes):
-                failed_at = now  # the others would wait for the failed player forever
-            if failed_at is not None and now - failed_at > 5:
-                break
-            if now - started > timeout:
-                timed_out = True
-                break
-            time.sleep(0.1)
+        timed_out, peaks = watch(procs, started, timeout)
     finally:
         for p in procs:
             _stop(p)

@@ -30,7 +30,7 @@ from ...errors import UserError, VerificationFailed
 from ...run.hand_off import IDENTIFIER, PARTIES
 from ...run.lock import run_lock
 from ...run.logs import fresh_directory, tail
-from ...run.processes import free_port_base, no_core_dumps, peak_mb, stop
+from ...run.processes import free_port_base, no_core_dumps, stop, watch
 from . import FOLDER, INPUT_FILE, PROTOCOLS, compile_flags, largest_bit_length
 
 DEFAULT_TIMEOUT_S = 1800
@@ -190,9 +190,8 @@ def start_parties(roots: list[Path], vm: Path, name: str, shamir: bool, timeout:
     """Start party p in roots[p] (output to log_dir/P<p>.log); wait, stop all on a failure or the timeout.
     Returns (exit codes, wall seconds, peak MB per party, log paths)."""
     port = free_port_base()
-    procs, logs, handles, peaks = [], [], [], [0] * PARTIES
+    procs, logs, handles = [], [], []
     started = time.perf_counter()
-    failed_at, timed_out = None, False
     try:
         for party, root in enumerate(roots):
             logs.append(log_dir / f"P{party}.log")
@@ -200,22 +199,7 @@ def start_parties(roots: list[Path], vm: Path, name: str, shamir: bool, timeout:
             command = [str(vm), "-p", str(party), "-pn", str(port), "-h", "localhost", *(["-N", str(PARTIES)] if shamir else []), name]
             procs.append(subprocess.Popen(command, cwd=root, stdin=subprocess.DEVNULL, stdout=handles[-1], stderr=subprocess.STDOUT,
                                           start_new_session=True, preexec_fn=no_core_dumps))
-        while True:
-            codes = [p.poll() for p in procs]
-            for i, p in enumerate(procs):
-                if codes[i] is None:
-                    peaks[i] = max(peaks[i], peak_mb(p.pid))
-            if all(c is not None for c in codes):
-                break
-            now = time.perf_counter()
-            if failed_at is None and any(c not in (None, 0) for c in codes):
-                failed_at = now
-            if failed_at is not None and now - failed_at > 5:
-                break
-            if now - started > timeout:
-                timed_out = True
-                break
-            time.sleep(0.05)
+        timed_out, peaks = watch(procs, started, timeout, poll_s=0.05)
     finally:
         for p in procs:
             stop(p)
