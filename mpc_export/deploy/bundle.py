@@ -48,6 +48,7 @@ import re
 import shutil
 import stat
 import tempfile
+from contextlib import contextmanager
 from pathlib import Path
 
 from ..errors import UserError, VerificationFailed
@@ -353,8 +354,7 @@ def write_bundles(build_dir: Path, out: Path, hosts: list[str], certs_dir: Path 
     answers = (build_dir / files.answers).read_bytes()
     network = network_data(hosts).encode()
 
-    staging = Path(tempfile.mkdtemp(prefix=f".{out.name}.tmp-", dir=parent))
-    try:
+    with staged_directory(out, parent) as staging:
         players = []
         for player in range(PARTIES):
             root = staging / f"player-{player}"
@@ -370,6 +370,16 @@ def write_bundles(build_dir: Path, out: Path, hosts: list[str], certs_dir: Path 
             _write(root / SCRIPT, run_player_script(player, name, port_base).encode(), 0o755)
             write_file_list(root)
             players.append(out / f"player-{player}")
+    return players
+
+
+@contextmanager
+def staged_directory(out: Path, parent: Path):
+    """A fresh temporary sibling of ``out`` (in ``parent``) to write into; renamed to ``out`` (absent or an
+    empty directory) when the block ends, removed with everything in it on any failure: nothing half-written."""
+    staging = Path(tempfile.mkdtemp(prefix=f".{out.name}.tmp-", dir=parent))
+    try:
+        yield staging
         try:
             os.rename(staging, out)  # replaces an empty directory; fails on anything else
         except OSError as exc:
@@ -377,7 +387,6 @@ def write_bundles(build_dir: Path, out: Path, hosts: list[str], certs_dir: Path 
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
         raise
-    return players
 
 
 def check_bundle(bundle_dir: Path) -> list[str]:

@@ -25,15 +25,13 @@ program: use the same MP-SPDZ version on the three hosts."""
 
 from __future__ import annotations
 
-import os
 import re
 import shutil
-import tempfile
 from pathlib import Path
 
 from ..errors import UserError, VerificationFailed
 from ..run.hand_off import PARTIES
-from .bundle import _write, check_port_base, check_program_name, write_file_list
+from .bundle import _copy_checked, _write, check_port_base, check_program_name, staged_directory, write_file_list
 from .certs import validate_hosts
 
 SCRIPT = "run-party.sh"
@@ -113,9 +111,10 @@ def write_mp_spdz_bundles(build_dir: Path, out: Path, hosts: list[str], port_bas
     flags = [str(f) for f in manifest.backend_record.get("compile_flags", [])]
     scripts = [run_party_script(p, name, info.vm, flags, "shamir" in backend.protocol) for p in range(PARTIES)]
     network = hosts_file(hosts, port_base).encode()
+    entries = {entry.path: entry for entry in manifest.files}
+    program_bytes, input_bytes = (_copy_checked(build_dir, entries[path]) for path in (program, private_input))
     parent = out.parent if str(out.parent) else Path(".")
-    staging = Path(tempfile.mkdtemp(prefix=f".{out.name}.tmp-", dir=parent))
-    try:
+    with staged_directory(out, parent) as staging:
         certificates = staging / "certificates"
         certificates.mkdir(mode=0o700)
         write_certificates(certificates)
@@ -123,22 +122,15 @@ def write_mp_spdz_bundles(build_dir: Path, out: Path, hosts: list[str], port_bas
         for party in range(PARTIES):
             root = staging / f"player-{party}"
             root.mkdir()
-            _write(root / f"{name}.mpc", (build_dir / program).read_bytes())
+            _write(root / f"{name}.mpc", program_bytes)
             _write(root / HOSTS, network)
             for p in range(PARTIES):
                 _write(root / "Player-Data" / f"P{p}.pem", (certificates / f"P{p}.pem").read_bytes())
             _write(root / "Player-Data" / f"P{party}.key", (certificates / f"P{party}.key").read_bytes(), 0o600)
             if party == 0:
-                _write(root / "Player-Data" / "Input-P0-0", (build_dir / private_input).read_bytes())
+                _write(root / "Player-Data" / "Input-P0-0", input_bytes)
             _write(root / SCRIPT, scripts[party].encode(), 0o755)
             write_file_list(root)
             players.append(out / f"player-{party}")
         shutil.rmtree(certificates)
-        try:
-            os.rename(staging, out)
-        except OSError as exc:
-            raise UserError(f"{out}: could not put the bundles there ({exc.strerror or exc}); nothing written") from None
-    except BaseException:
-        shutil.rmtree(staging, ignore_errors=True)
-        raise
     return players
