@@ -56,18 +56,28 @@ def seed_build(tmp_path_factory):
     return out, manifest
 
 
+def built_runtime(variable: str, build_script: Path, what: str, timeout: int, extra_env: dict | None = None) -> str:
+    """A runtime directory: $``variable`` when set, else what ``build_script`` (under ../shared, built once
+    and cached there) prints last; skips with the build's last words when it cannot be built here."""
+    if os.environ.get(variable):
+        return os.environ[variable]
+    build = need_shared(build_script)
+    proc = subprocess.run([str(build)], capture_output=True, text=True, timeout=timeout, env={**os.environ, **(extra_env or {})})
+    if proc.returncode != 0:
+        pytest.skip(f"{what} could not be built here: {proc.stderr.strip()[-300:]}")
+    return proc.stdout.strip().splitlines()[-1]
+
+
 @pytest.fixture(scope="session")
 def runtime():
     """The FANNG-MPC runtime (secure build), from $FANNG_RUNTIME or built once from ../shared."""
-    import subprocess
+    return built_runtime("FANNG_RUNTIME", SHARED / "tools" / "fanng-runtime" / "build", "the FANNG-MPC runtime", 900)
 
-    if os.environ.get("FANNG_RUNTIME"):
-        return os.environ["FANNG_RUNTIME"]
-    build = need_shared(SHARED / "tools" / "fanng-runtime" / "build")
-    proc = subprocess.run([str(build)], capture_output=True, text=True, timeout=900)
-    if proc.returncode != 0:
-        pytest.skip(f"the FANNG-MPC runtime could not be built here: {proc.stderr.strip()[-300:]}")
-    return proc.stdout.strip().splitlines()[-1]
+
+@pytest.fixture(scope="session")
+def mp_spdz():
+    """MP-SPDZ's runtime directory, from $MPSPDZ_RUNTIME or built once (cached) from ../shared."""
+    return built_runtime("MPSPDZ_RUNTIME", SHARED / "tools" / "mp-spdz" / "build", "MP-SPDZ", 1800)
 
 
 @pytest.fixture(autouse=True)
@@ -107,6 +117,32 @@ class Namespaces:
             _ip("-n", name, "link", "set", "eth0", "up")
             _ip("-n", name, "link", "set", "lo", "up")
         return self
+
+    def run(self, commands: list[list[str]], out_dir: Path, timeout: float) -> tuple[list[int], list[str]]:
+        """Run commands[p] in player p's namespace, its output in out_dir/P<p>.out; wait until all end, 5 s
+        after one fails, or ``timeout``; kill what is left (process groups). (exit codes, outputs)."""
+        import time
+
+        procs, logs = [], []
+        try:
+            for p, (name, command) in enumerate(zip(self.players, commands)):
+                logs.append(open(out_dir / f"P{p}.out", "wb"))
+                procs.append(subprocess.Popen(["ip", "netns", "exec", name, *command], stdout=logs[-1], stderr=subprocess.STDOUT,
+                                              stdin=subprocess.DEVNULL, start_new_session=True))
+            deadline = time.monotonic() + timeout
+            while time.monotonic() < deadline and any(proc.poll() is None for proc in procs):
+                if any(proc.poll() not in (None, 0) for proc in procs):
+                    time.sleep(5)
+                    break
+                time.sleep(0.5)
+        finally:
+            for proc in procs:
+                if proc.poll() is None:
+                    os.killpg(proc.pid, 9)
+                    proc.wait()
+            for log in logs:
+                log.close()
+        return [proc.returncode for proc in procs], [(out_dir / f"P{p}.out").read_text(errors="replace") for p in range(len(procs))]
 
     def close(self):
         for name in reversed(self.created):

@@ -18,7 +18,7 @@ import numpy as np
 import pytest
 import torch
 
-from conftest import SHARED, need_shared, run_cli
+from conftest import run_cli
 from small_models import SmallAddFlat, SmallAvg, SmallOddKernels, SmallPools, SmallResidual, SmallStrided, SmallStridedFlat, SmallVGG, build_small, randomise_batchnorm
 
 SMALL = [SmallAddFlat, SmallAvg, SmallOddKernels, SmallPools, SmallResidual, SmallStrided, SmallStridedFlat, SmallVGG]
@@ -30,18 +30,6 @@ def mp_build(module_cls, tmp_path, capsys, protocol="ring", extra=()):
 
 def manifest_of(out):
     return json.loads((out / "manifest.json").read_text())
-
-
-@pytest.fixture(scope="session")
-def mp_spdz():
-    """MP-SPDZ's runtime directory, from $MPSPDZ_RUNTIME or built once (cached) from ../shared."""
-    if os.environ.get("MPSPDZ_RUNTIME"):
-        return os.environ["MPSPDZ_RUNTIME"]
-    build = need_shared(SHARED / "tools" / "mp-spdz" / "build")
-    proc = subprocess.run([str(build)], capture_output=True, text=True, timeout=1800)
-    if proc.returncode != 0:
-        pytest.skip(f"MP-SPDZ could not be built here: {proc.stderr.strip()[-300:]}")
-    return proc.stdout.strip().splitlines()[-1]
 
 
 # ---- build and verify (no runtime)
@@ -296,24 +284,8 @@ def test_three_parties_in_three_network_namespaces_from_their_bundles(mp_spdz, n
     for bundle in bundles:
         code, _, err = run_cli(["check-bundle", bundle], capsys)
         assert code == 0, err
-    procs, logs = [], []
-    try:
-        for p, (space, bundle) in enumerate(zip(spaces.players, bundles)):
-            logs.append(open(tmp_path / f"P{p}.out", "wb"))
-            procs.append(subprocess.Popen(["ip", "netns", "exec", space, "bash", str(bundle / "run-party.sh"), str(mp_spdz)],
-                                          stdout=logs[-1], stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                                          start_new_session=True))
-        for proc in procs:
-            proc.wait(timeout=300)
-    finally:
-        for proc in procs:
-            if proc.poll() is None:
-                os.killpg(proc.pid, 9)
-                proc.wait()
-        for log in logs:
-            log.close()
-    texts = [(tmp_path / f"P{p}.out").read_text(errors="replace") for p in range(3)]
-    assert [proc.returncode for proc in procs] == [0, 0, 0], "\n".join(t[-1500:] for t in texts)
+    codes, texts = spaces.run([["bash", str(bundle / "run-party.sh"), str(mp_spdz)] for bundle in bundles], tmp_path, 300)
+    assert codes == [0, 0, 0], "\n".join(t[-1500:] for t in texts)
     code, text, err = run_cli(["verify", out, "--mpc-log", tmp_path / "P0.out", "--no-onnx"], capsys)
     assert code == 0, err
     assert "max |MPC - reference| = 0 ulp" in text

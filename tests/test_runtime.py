@@ -4,7 +4,6 @@ Each run takes ~11.5 GB (3 players x ~3.8 GB): these tests run one at a time (no
 skip with a message when ../shared or a runtime is absent."""
 
 import json
-import os
 import re
 import shutil
 import subprocess
@@ -13,7 +12,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from conftest import SHARED, need_shared, run_cli
+from conftest import SHARED, built_runtime, need_shared, run_cli
 from small_models import SmallAvg, SmallOddKernels, SmallPools, SmallResidual, build_small
 
 pytestmark = pytest.mark.runtime
@@ -199,13 +198,8 @@ def test_real_run_with_public_sparsity_equals_the_reference(runtime, tmp_path, c
 @pytest.fixture(scope="module")
 def upstream_runtime():
     """FANNG-MPC built with src/config.h as shipped (FANNG_CONFIG=upstream: every Beaver triple zero)."""
-    if os.environ.get("FANNG_RUNTIME_UPSTREAM"):
-        return os.environ["FANNG_RUNTIME_UPSTREAM"]
-    build = need_shared(SHARED / "tools" / "fanng-runtime" / "build")
-    proc = subprocess.run([str(build)], capture_output=True, text=True, timeout=900, env=dict(os.environ, FANNG_CONFIG="upstream"))
-    if proc.returncode != 0:
-        pytest.skip(f"the upstream-configured FANNG-MPC runtime could not be built here: {proc.stderr.strip()[-300:]}")
-    return proc.stdout.strip().splitlines()[-1]
+    return built_runtime("FANNG_RUNTIME_UPSTREAM", SHARED / "tools" / "fanng-runtime" / "build",
+                         "the upstream-configured FANNG-MPC runtime", 900, {"FANNG_CONFIG": "upstream"})
 
 
 def test_a_runtime_built_as_fanng_ships_it_is_refused_before_any_input(upstream_runtime, tmp_path, capsys):

@@ -6,11 +6,8 @@ the logits equal the reference. The namespaces are created here and removed afte
 Skips with a message where `ip netns` is not permitted (it needs root)."""
 
 import json
-import os
 import re
-import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
@@ -40,27 +37,8 @@ def test_three_players_in_three_network_namespaces_from_bundles_and_run_hosts(na
                  "--compiler", str(compiler), "--hosts", hosts, "--party", "0", "--certs", str(tmp_path / "certs"),
                  "--port-base", "14100", "--timeout", "300"]]
     commands += [["bash", str(bundle / "run-player.sh"), str(runtime), str(compiler)] for bundle in bundles[1:]]
-    procs, logs = [], []
-    try:
-        for p, (name, command) in enumerate(zip(namespaces.players, commands)):
-            logs.append(open(tmp_path / f"P{p}.out", "wb"))
-            procs.append(subprocess.Popen(["ip", "netns", "exec", name, *command], stdout=logs[-1], stderr=subprocess.STDOUT,
-                                          stdin=subprocess.DEVNULL, start_new_session=True))
-        deadline = time.monotonic() + 400
-        while time.monotonic() < deadline and any(proc.poll() is None for proc in procs):
-            if any(proc.poll() not in (None, 0) for proc in procs):
-                time.sleep(5)
-                break
-            time.sleep(0.5)
-    finally:
-        for proc in procs:
-            if proc.poll() is None:
-                os.killpg(proc.pid, 9)
-                proc.wait()
-        for log in logs:
-            log.close()
-    texts = [(tmp_path / f"P{p}.out").read_text(errors="replace") for p in range(3)]
-    assert [proc.returncode for proc in procs] == [0, 0, 0], "\n".join(t[-1500:] for t in texts)
+    codes, texts = namespaces.run(commands, tmp_path, 400)
+    assert codes == [0, 0, 0], "\n".join(t[-1500:] for t in texts)
     assert "max |MPC - reference| = 0 ulp" in " ".join(texts[0].split())
     p0_log = (out / "run-logs" / "run-1" / "P0.log").read_text()
     assert "RUNTIME CHECK passed" in p0_log
