@@ -51,28 +51,29 @@ def resnet20_onnx(tmp_path_factory):
     return path
 
 
+def _build_and_verify(model, tmp_path, capsys, build_args=(), verify_args=()):
+    """Build ``model`` (with ``build_args``), then verify it on 200 CIFAR-10 images: verify's (code, stdout, stderr)."""
+    out = tmp_path / "out"
+    code, _, err = run_cli(["build", model, "--out", out, "--json", *build_args], capsys)
+    assert code == 0, err
+    return run_cli(["verify", out, "--dataset", need_shared(DATASET), "--limit", "200", "--no-onnx", *verify_args], capsys)
+
+
 @pytest.mark.slow
 def test_a_normalized_model_built_without_its_normalization_fails_verify_in_one_line(resnet20_onnx, tmp_path, capsys):
-    need_shared(DATASET)
-    out = tmp_path / "out"
-    code, _, err = run_cli(["build", resnet20_onnx, "--out", out, "--json"], capsys)
-    assert code == 0, err
-    code, text, err = run_cli(["verify", out, "--dataset", DATASET, "--limit", "200", "--no-onnx"], capsys)
+    code, text, err = _build_and_verify(resnet20_onnx, tmp_path, capsys)
     assert code == 1
     line = " ".join(err.split())
     assert "with this build's preprocessing (pixel / 255)" in line and "with ImageNet mean/std" in line
     assert f"rebuild with --mean {IMAGENET[0]} --std {IMAGENET[1]}" in line
-    assert err.strip().count("\n") == 0 or len(err.strip().splitlines()) <= 3  # one line, folded by the terminal width
+    assert len(err.strip().splitlines()) <= 3  # one line, folded by the terminal width
     assert "float model on" in text.splitlines()[0]  # the float model's accuracy comes first
 
 
 @pytest.mark.slow
 def test_the_same_model_with_its_normalization_verifies(resnet20_onnx, tmp_path, capsys):
-    need_shared(DATASET)
-    out = tmp_path / "out"
-    code, _, err = run_cli(["build", resnet20_onnx, "--out", out, "--mean", IMAGENET[0], "--std", IMAGENET[1], "--json"], capsys)
-    assert code == 0, err
-    code, text, err = run_cli(["verify", out, "--dataset", DATASET, "--limit", "200", "--no-onnx", "--report", tmp_path / "r.json"], capsys)
+    code, text, err = _build_and_verify(resnet20_onnx, tmp_path, capsys, ["--mean", IMAGENET[0], "--std", IMAGENET[1]],
+                                        ["--report", tmp_path / "r.json"])
     assert code == 0, err + text
     report = json.loads((tmp_path / "r.json").read_text())
     assert report["preprocessing_check"] == {"ok": True} and report["float_acc"] > 0.8
@@ -80,10 +81,5 @@ def test_the_same_model_with_its_normalization_verifies(resnet20_onnx, tmp_path,
 
 @pytest.mark.slow
 def test_the_check_can_be_switched_off(resnet20_onnx, tmp_path, capsys):
-    need_shared(DATASET)
-    out = tmp_path / "out"
-    code, _, err = run_cli(["build", resnet20_onnx, "--out", out, "--json"], capsys)
-    assert code == 0, err
-    code, _, err = run_cli(["verify", out, "--dataset", DATASET, "--limit", "200", "--no-onnx", "--no-preprocessing-check",
-                            "--min-agreement", "0"], capsys)
+    code, _, err = _build_and_verify(resnet20_onnx, tmp_path, capsys, verify_args=["--no-preprocessing-check", "--min-agreement", "0"])
     assert code == 0, err
