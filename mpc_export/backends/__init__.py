@@ -45,4 +45,18 @@ def backend_of(manifest: Manifest) -> Backend:
     return registry[name].for_manifest(manifest)
 
 
-__all__ = ["Backend", "DEFAULT", "backend_named", "backend_of", "names"]
+def checked_build(directory, trust_pickle: bool = False, trust_torchscript: bool = False):
+    """The checks verify makes, before anything starts or is handed out: the manifest read, every file
+    hashed, parsed and re-derived byte for byte from the model by the build's backend (VerificationFailed
+    at the first difference). (manifest, FixedSpec, lowered graph with its parameters, backend); every
+    path used afterwards comes from the entries just checked."""
+    from ..verify.rederive import rederive
+    from ..verify.reference import load_reference
+
+    manifest, fx, graph, parsed, _ = load_reference(directory, None, trust_pickle, trust_torchscript)
+    backend = backend_of(manifest)
+    rederive(directory, manifest, graph, fx, parsed, backend)
+    return manifest, fx, graph, backend
+
+
+__all__ = ["Backend", "checked_build", "DEFAULT", "backend_named", "backend_of", "names"]

@@ -310,9 +310,7 @@ def write_bundles(build_dir: Path, out: Path, hosts: list[str], certs_dir: Path 
     Written in a temporary sibling renamed at the end: on any failure nothing is left. Returns the three
     bundle directories. An MP-SPDZ build gets its own bundles (``deploy/mpspdz.py``, fresh certificates:
     ``certs_dir`` must be None); a FANNG build needs the directory ``mpc-export certs`` wrote."""
-    from ..backends import backend_of
-    from ..verify.rederive import rederive
-    from ..verify.reference import load_reference
+    from ..backends import checked_build
 
     build_dir, out = Path(build_dir), Path(out)
     hosts = validate_hosts(hosts)
@@ -341,9 +339,7 @@ def write_bundles(build_dir: Path, out: Path, hosts: list[str], certs_dir: Path 
     certificates = None if mp_spdz else _check_certificates(Path(certs_dir), all(host == LOOPBACK for host in hosts))
 
     # the same checks as verify and run: nothing is bundled from a build that is not what the model gives
-    manifest, fx, graph, parsed, _ = load_reference(build_dir, None, trust_pickle, trust_torchscript)
-    backend = backend_of(manifest)
-    rederive(build_dir, manifest, graph, fx, parsed, backend)
+    manifest, fx, graph, backend = checked_build(build_dir, trust_pickle, trust_torchscript)
     if mp_spdz:
         from .mpspdz import write_mp_spdz_bundles
 

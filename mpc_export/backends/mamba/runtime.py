@@ -224,18 +224,15 @@ def start_players(roots: list[Path], name: str, answers: Path, timeout: float, l
 
 
 def run(opts: RunOptions, progress=print) -> RunResult:
-    from .. import backend_of
+    from .. import checked_build
     from ...verify.mpc_log import parse_mpc_log
-    from ...verify.rederive import rederive
-    from ...verify.reference import load_reference
 
     if opts.parties != PARTIES:
         raise UserError(f"--parties {opts.parties}: only the runtime's 3-party Shamir set-up is supported")
     # the same checks as verify, before any player starts: a file that is not what the model and the
     # recorded options produce (tampered, unlisted, outside the directory) stops the run here; every path
     # used below comes from the entries just checked
-    manifest, fx, graph, parsed, _ = load_reference(opts.directory, None, opts.trust_pickle, opts.trust_torchscript)
-    rederive(opts.directory, manifest, graph, fx, parsed, backend_of(manifest))
+    manifest, fx, graph, _ = checked_build(opts.directory, opts.trust_pickle, opts.trust_torchscript)
     files = hand_off(manifest)
     runtime, data_setup = find_runtime(opts.runtime)
     compiler = find_compiler(runtime, opts.compiler)

@@ -216,16 +216,12 @@ def start_parties(roots: list[Path], vm: Path, name: str, shamir: bool, timeout:
 
 
 def run(opts: MpSpdzRunOptions, progress=print) -> MpSpdzRunResult:
-    from .. import backend_of
+    from .. import checked_build
     from ...verify.mpc_log import parse_mpc_log
-    from ...verify.rederive import rederive
-    from ...verify.reference import load_reference
 
-    manifest, fx, graph, parsed, _ = load_reference(opts.directory, None, opts.trust_pickle, opts.trust_torchscript)
-    backend = backend_of(manifest)
+    manifest, fx, graph, backend = checked_build(opts.directory, opts.trust_pickle, opts.trust_torchscript)
     if backend.name != "mp-spdz":
         raise UserError(f"{opts.directory} was built for {backend.runtime_name}, not MP-SPDZ (build it with --backend mp-spdz)")
-    rederive(opts.directory, manifest, graph, fx, parsed, backend)
     program, private_input = checked_files(manifest)
     protocol = backend.protocol
     runtime = find_runtime(opts.runtime, protocol)
