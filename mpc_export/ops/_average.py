@@ -15,7 +15,7 @@ import math
 import numpy as np
 
 from ..fixedpoint import encode
-from .protocol import Schedule, Stage, Truncation
+from .protocol import Floor, Schedule, Stage, Truncation, Weighted
 
 
 def power_of_two(n: int) -> bool:
@@ -48,28 +48,12 @@ class Averaging:
         area, k, exact = cls._area(node), fx.total_bits, fx.protocol.exact
         if power_of_two(area):
             shift = int(math.log2(area))
-            return Schedule([Truncation("sum", k + shift, shift, exact, channels, count)])
+            return Schedule([Truncation("sum", k + shift, shift, exact, channels, count)],
+                            flow=[Weighted("sum", gain=area), Floor("sum")])
         return Schedule([Truncation("sum_times_reciprocal", 2 * k, fx.frac_bits, exact, channels, count)],
-                        stored=[Stage("sum", k - 1 + math.ceil(math.log2(area)))])
-
-    @classmethod
-    def worst_case(cls, node, fx, in_bound):
-        area = cls._area(node)
-        total = in_bound * area
-        stages = {"sum": total}
-        if not power_of_two(area):
-            stages["sum_times_reciprocal"] = total * reciprocal(area, fx.frac_bits)
-        return stages, in_bound + 1
-
-    @classmethod
-    def error_ulp(cls, node, fx, in_error):
-        """A deviation d of each input sums to area * d; divided by the area (or times the rounded
-        reciprocal and floored by F), at most the ceiling of that, plus the truncation's own rounding."""
-        area = cls._area(node)
-        (truncation,) = cls.schedule(node, fx).steps
-        if power_of_two(area):
-            return in_error + truncation.rounding_ulp
-        return -(-(in_error * area * reciprocal(area, fx.frac_bits)) // 2**fx.frac_bits) + truncation.rounding_ulp
+                        stored=[Stage("sum", k - 1 + math.ceil(math.log2(area)))],
+                        flow=[Weighted("sum", gain=area), Weighted("sum_times_reciprocal", gain=reciprocal(area, fx.frac_bits)),
+                              Floor("sum_times_reciprocal")])
 
     @classmethod
     def float_tolerance(cls, node, fx, in_errors, in_peaks):

@@ -8,7 +8,7 @@ from __future__ import annotations
 import numpy as np
 
 from .base import Op
-from .protocol import Comparison, Products, Schedule, Stage
+from .protocol import Comparison, Products, Schedule, Stage, SumOfInputs
 
 
 class Add(Op):
@@ -46,15 +46,7 @@ class Add(Op):
         if node.attrs.get("relu"):
             plane = (h + 2) * (w + 2)
             steps = [Comparison("sum", fx.total_bits, c, plane), Products("ReLU selection", c, plane)]
-        return Schedule(steps, stored=[Stage("sum", fx.value_limit_bits)])
-
-    @classmethod
-    def worst_case(cls, node, fx, a, b):
-        return {"sum": a + b}, a + b
-
-    @classmethod
-    def error_ulp(cls, node, fx, a, b):
-        return a + b
+        return Schedule(steps, stored=[Stage("sum", fx.value_limit_bits)], flow=[SumOfInputs("sum")])
 
     @classmethod
     def float_tolerance(cls, node, fx, in_errors, in_peaks):

@@ -10,9 +10,11 @@ Ops the secure program executes (``executable = True``) also define:
     and exactness, comparisons with bit length), declared once (``protocol.py``); the stage limits
     (``stages``) and the cost (``cost``) derive from it here, the reference kernel takes its shifts from it
     and ``template_args`` hands its numbers to the snippet;
-  - ``ref_fixed``: the bit-exact integer kernel, following the schedule;
-  - ``worst_case``: each stage's sound bound from the weights;
-  - ``error_ulp``: how the op amplifies a deviation of its input and adds its own truncations;
+  - ``ref_fixed``: the bit-exact integer kernel, following the schedule (its shifts and alignments);
+  - ``bound_terms``: the op's own magnitudes the schedule's flow names (sum |w| per output channel, |bias|):
+    ``worst_case`` (each stage's sound bound) and ``error_ulp`` (how the op amplifies a deviation of its
+    input and adds its own truncations) are derived from the declared flow by one routine
+    (``Schedule.worst_case``, ``Schedule.error_ulp``), not written per op;
   - ``template``: the snippet ``<template>.mpc.j2`` beside this file, and ``template_args``.
 """
 
@@ -40,7 +42,7 @@ class Op:
         if cls.name in OPS:
             raise TypeError(f"op {cls.name!r} defined twice")
         if cls.executable:
-            for member in ("schedule", "ref_fixed", "worst_case", "error_ulp", "float_tolerance", "template_args"):
+            for member in ("schedule", "ref_fixed", "float_tolerance", "template_args"):
                 if getattr(cls, member).__func__ is getattr(Op, member).__func__:
                     raise TypeError(f"executable op {cls.name} lacks {member}")
             if not getattr(cls.schedule.__func__, "narrowed_by_calibration", False):  # declared here or inherited
@@ -77,14 +79,22 @@ class Op:
         return cls.schedule(node, fx).stages()
 
     @classmethod
+    def bound_terms(cls, node, fx) -> dict:
+        """The magnitudes the schedule's flow names (``Weighted.gain`` / ``offset``), each an object array of
+        Python ints, one per output channel (e.g. "weight": sum |w_q| over a kernel); none by default."""
+        return {}
+
+    @classmethod
     def worst_case(cls, node, fx, *in_bounds: int) -> tuple[dict[str, int], int]:
-        """Sound bound on |v| of each stage and of the output, given bounds on the inputs' |v|."""
-        raise NotImplementedError(cls.name)
+        """Sound bound on |v| of each stage and of the output, given bounds on the inputs' |v| (integers at
+        scale 2^F): the declared flow propagated (``Schedule.worst_case``)."""
+        return cls.schedule(node, fx).worst_case(cls.bound_terms(node, fx), in_bounds)
 
     @classmethod
     def error_ulp(cls, node, fx, *in_errors: int) -> int:
-        """Bound on |MPC - reference| at the output (units of 2^-F), given those of the inputs."""
-        raise NotImplementedError(cls.name)
+        """Bound on |MPC - reference| at the output (units of 2^-F), given those of the inputs: the declared
+        flow propagated (``Schedule.error_ulp``)."""
+        return cls.schedule(node, fx).error_ulp(cls.bound_terms(node, fx), in_errors)
 
     @classmethod
     def float_tolerance(cls, node, fx, in_errors: list[float], in_peaks: list[float]) -> float:
@@ -134,15 +144,7 @@ def _calibrated(declare):
 
 class NonExpanding:
     """Mixin for ops that only move or select values (a subsample, a maximum): no truncation, and a
-    deviation of the input passes through without growing."""
-
-    @classmethod
-    def worst_case(cls, node, fx, in_bound):
-        return {}, in_bound
-
-    @classmethod
-    def error_ulp(cls, node, fx, in_error):
-        return in_error
+    deviation of the input passes through without growing (their flows only ``Hold`` values)."""
 
     @classmethod
     def float_tolerance(cls, node, fx, in_errors, in_peaks):

@@ -29,7 +29,7 @@ from . import _compiled
 from . import _exact as exact
 from ._kernels import conv2d_float, pool2x2_max, pool2x2_sum, window_out
 from .base import Op
-from .protocol import Comparison, Products, Schedule, Stage, Truncation, pairwise_maxima
+from .protocol import Comparison, Floor, Hold, Products, Schedule, Stage, Truncation, Weighted, pairwise_maxima
 
 
 def _padding(node) -> int:
@@ -96,15 +96,12 @@ class ConvBlock(Op):
         bound holds, then one compiled pass per image) when a bound from the weights and the actual input
         proves every intermediate < 2^62 and every truncation is a floor, else with Python ints (also where
         the trace simulates TruncPr). Returns NCHW integers at scale 2^F."""
-        q, a = node.qparams, node.attrs
-        f = fx.frac_bits
         x_extremes = _extremes(torch.from_numpy(x)) if x.dtype == np.int64 else None
         x_bound = max(-x_extremes[0], x_extremes[1]) if x_extremes else max_abs(x)
-        acc_bound = x_bound * int(np.max(_weight_abs_sums(node))) + max_abs(q["bias"]) * 2**f
-        bound = acc_bound * max_abs(q["new_gamma"]) + max_abs(q["new_beta"]) * 2 ** (2 * f) if a.get("affine", True) else acc_bound
+        bound = max(cls.worst_case(node, fx, x_bound)[0].values())  # every intermediate, for this input
         schedule = cls.schedule(node, fx)
         floors = trace.rng is None or all(step.exact for step in schedule.steps if isinstance(step, Truncation))  # no simulated TruncPr
-        if fits_int64(max(acc_bound, bound)) and floors:
+        if fits_int64(bound) and floors:
             return _ref_fixed_int64(schedule, node, fx, trace, x, x_extremes or (-x_bound, x_bound))
         return _ref_fixed_python_ints(schedule, node, fx, trace, x, bound)
 
@@ -176,42 +173,29 @@ class ConvBlock(Op):
             steps += [Comparison("truncated", k, o, g["value_grid"]), Products("ReLU selection", o, g["value_grid"])]
         if a.get("post_pool"):
             steps.append(Truncation("pool_sum", k + 2, 2, exact, o, g["out_grid"]))
-        return Schedule(steps, stored=[Stage("accumulator", 2 * k - 1), Stage("truncated", fx.value_limit_bits)])
+        return Schedule(steps, stored=[Stage("accumulator", 2 * k - 1), Stage("truncated", fx.value_limit_bits)],
+                        flow=cls.flow(node, fx))
 
     @classmethod
-    def worst_case(cls, node, fx, in_bound):
-        q, a = node.qparams, node.attrs
-        f = fx.frac_bits
-        sums = _weight_abs_sums(node)
-        acc = [int(s) * in_bound + abs(int(b)) * 2**f for s, b in zip(sums, q["bias"])]
-        out = {"accumulator": max(acc)}
+    def flow(cls, node, fx) -> list:
+        """How each stage is formed (per output channel), for the bounds; the max pool and the ReLU do not
+        grow a value, and the 2x2 average pool sums 4."""
+        a, f = node.attrs, fx.frac_bits
+        flow = [Weighted("accumulator", gain="weight", offset="bias", offset_shift=f)]
         if a.get("affine", True):
-            scaled = [v * abs(int(g)) + abs(int(be)) * 2 ** (2 * f) for v, g, be in zip(acc, q["new_gamma"], q["new_beta"])]
-            out["scaled"] = max(scaled)
-            truncated = max(scaled) // 2 ** (2 * f) + 1
+            flow += [Weighted("scaled", gain="new_gamma", offset="new_beta", offset_shift=2 * f), Floor("scaled")]
         else:
-            truncated = max(acc) // 2**f + 1
-        out["truncated"] = truncated
+            flow.append(Floor("accumulator"))
+        flow.append(Hold("truncated"))
         if a.get("post_pool"):
-            out["pool_sum"] = 4 * truncated
-        return out, truncated
+            flow += [Weighted("pool_sum", gain=4), Floor("pool_sum")]
+        return flow
 
     @classmethod
-    def error_ulp(cls, node, fx, in_error):
-        """The accumulator deviates by at most sum|w_o| * in_error (scale 2^2F); max pooling does not
-        amplify; x |new_gamma_o|; a floor by 2^m turns a deviation d into at most ceil(d / 2^m), and a
-        probabilistic truncation adds at most 1 (an exact one nothing); ReLU does not amplify; the average
-        pool keeps the bound and adds its truncation's rounding."""
-        q, a = node.qparams, node.attrs
-        f = fx.frac_bits
-        schedule = cls.schedule(node, fx)
-        sums = _weight_abs_sums(node)
-        if a.get("affine", True):
-            worst = max(int(s) * abs(int(g)) for s, g in zip(sums, q["new_gamma"])) * in_error
-            err = -(-worst // 2 ** (2 * f)) + schedule.truncation("scaled").rounding_ulp
-        else:
-            err = -(-(int(max(sums)) * in_error) // 2**f) + schedule.truncation("accumulator").rounding_ulp
-        return err + schedule.truncation("pool_sum").rounding_ulp if a.get("post_pool") else err
+    def bound_terms(cls, node, fx):
+        """sum |w_q| per output channel, and |bias_q|, |new_gamma_q|, |new_beta_q|."""
+        q = node.qparams
+        return {"weight": _weight_abs_sums(node), **{name: np.abs(q[name].astype(object)) for name in ("bias", "new_gamma", "new_beta")}}
 
     @classmethod
     def float_tolerance(cls, node, fx, in_errors, in_peaks):
@@ -353,7 +337,7 @@ def _input_shift(x_extremes: tuple[int, int]) -> tuple[int, int]:
     return 0, x_bound
 
 
-def _accumulator_terms(node, fx, x: np.ndarray, x_extremes: tuple[int, int]) -> tuple[tuple, np.ndarray]:
+def _accumulator_terms(schedule, node, x: np.ndarray, x_extremes: tuple[int, int]) -> tuple[tuple, np.ndarray]:
     """(terms, offset): the accumulator sum(w * x) + bias * 2^F (scale 2^2F) of output channel o at row r
     (rows N * Ho * Wo in NHW order) is sum_k terms[k][r, o] * 256^k + offset[o], from NCHW integer x (any
     memory layout) with (min, max) = x_extremes; the caller has proven every value < 2^62. terms are the
@@ -366,7 +350,7 @@ def _accumulator_terms(node, fx, x: np.ndarray, x_extremes: tuple[int, int]) -> 
     stride, padding = a.get("stride", 1), _padding(node)
     rows = x.shape[0] * window_out(x.shape[2], kernel, stride, padding) * window_out(x.shape[3], kernel, stride, padding)
     patch_size = kernel * kernel * exact.padded_channels(channels)
-    offset = node.qparams["bias"].astype(np.int64) * 2**fx.frac_bits  # per output channel, scale 2^2F
+    offset = node.qparams["bias"].astype(np.int64) * 2 ** schedule.alignment("accumulator")  # per output channel, scale 2^2F
     if rows >= exact.INT_MM_MIN_ROWS and exact.int8_conv_is_exact(max(-x_extremes[0], x_extremes[1]), max_abs(weight), patch_size):
         shift, shifted_bound = _input_shift(x_extremes)
         terms = exact.conv2d_int8(x, shifted_bound, _weight_digits(node), kernel, padding, stride, shift=shift, scratch=_scratch())
@@ -405,11 +389,10 @@ def _ref_fixed_int64(schedule, node, fx, trace, x: np.ndarray, x_extremes: tuple
     come from its per-channel extremes: each step is monotone per channel. Returns an NCHW array over
     NHWC memory (a strided view: the next convolution reads it without a transpose)."""
     q, a = node.qparams, node.attrs
-    f = fx.frac_bits
     affine, post_pool = a.get("affine", True), bool(a.get("post_pool"))
-    terms, offset = _accumulator_terms(node, fx, x, x_extremes)
+    terms, offset = _accumulator_terms(schedule, node, x, x_extremes)
     gamma = q["new_gamma"].astype(np.int64) if affine else np.ones_like(offset)
-    scaled_offset = offset * gamma + (q["new_beta"].astype(np.int64) * 2 ** (2 * f) if affine else 0)
+    scaled_offset = offset * gamma + (q["new_beta"].astype(np.int64) * 2 ** schedule.alignment("scaled") if affine else 0)
     truncation = schedule.truncation("scaled" if affine else "accumulator")
     out_channels, out_height, out_width = node.shape
     n, kernel, stride = x.shape[0], q["weight"].shape[2], a.get("stride", 1)
@@ -434,14 +417,13 @@ def _ref_fixed_int64(schedule, node, fx, trace, x: np.ndarray, x_extremes: tuple
 def _ref_fixed_python_ints(schedule, node, fx, trace, x: np.ndarray, bound: int) -> np.ndarray:
     """ConvBlock.ref_fixed with Python ints (object arrays) where int64 could overflow: exact, slow."""
     q, a = node.qparams, node.attrs
-    f = fx.frac_bits
     acc = exact.conv2d(x, q["weight"], padding=_padding(node), stride=a.get("stride", 1))
-    acc = to_exact(acc, bound) + to_exact(q["bias"], bound)[None, :, None, None] * 2**f
+    acc = to_exact(acc, bound) + to_exact(q["bias"], bound)[None, :, None, None] * 2 ** schedule.alignment("accumulator")
     trace.record(node, "accumulator", acc)
     if a.get("pre_pool"):
         acc = pool2x2_max(acc)
     if a.get("affine", True):
-        gamma, beta = to_exact(q["new_gamma"], bound), to_exact(q["new_beta"], bound) * 2 ** (2 * f)
+        gamma, beta = to_exact(q["new_gamma"], bound), to_exact(q["new_beta"], bound) * 2 ** schedule.alignment("scaled")
         scaled = acc * gamma[None, :, None, None] + beta[None, :, None, None]
         trace.record(node, "scaled", scaled)
         y = trace.truncate(scaled, schedule.truncation("scaled"))

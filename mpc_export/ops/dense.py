@@ -14,7 +14,7 @@ import numpy as np
 from ..fixedpoint import max_abs, to_exact
 from . import _exact as exact
 from .base import Op
-from .protocol import Comparison, Products, Schedule, Stage, Truncation
+from .protocol import Comparison, Floor, Hold, Products, Schedule, Stage, Truncation, Weighted
 
 
 class Dense(Op):
@@ -42,12 +42,13 @@ class Dense(Op):
     @classmethod
     def ref_fixed(cls, node, fx, trace, x):
         q = node.qparams
-        f = fx.frac_bits
+        schedule = cls.schedule(node, fx)
+        alignment = 2 ** schedule.alignment("accumulator")
         acc = exact.linear(x.reshape(x.shape[0], -1), q["weight"])
-        bound = max_abs(acc) + max_abs(q["bias"]) * 2**f
-        acc = to_exact(acc, bound) + to_exact(q["bias"], bound)[None, :] * 2**f
+        bound = max_abs(acc) + max_abs(q["bias"]) * alignment
+        acc = to_exact(acc, bound) + to_exact(q["bias"], bound)[None, :] * alignment
         trace.record(node, "accumulator", acc)
-        y = trace.truncate(acc, cls.schedule(node, fx).truncation("accumulator"))
+        y = trace.truncate(acc, schedule.truncation("accumulator"))
         trace.record(node, "truncated", y)
         if node.attrs["relu"]:
             y = np.maximum(y, 0)
@@ -63,22 +64,15 @@ class Dense(Op):
         steps = products + [Truncation("accumulator", 2 * k, fx.frac_bits, fx.protocol.exact, 1, out)]
         if node.attrs["relu"]:
             steps += [Comparison("truncated", k, 1, out), Products("ReLU selection", 1, out)]
-        return Schedule(steps, stored=[Stage("truncated", fx.value_limit_bits)])
+        flow = [Weighted("accumulator", gain="weight", offset="bias", offset_shift=fx.frac_bits), Floor("accumulator"),
+                Hold("truncated")]
+        return Schedule(steps, stored=[Stage("truncated", fx.value_limit_bits)], flow=flow)
 
     @classmethod
-    def worst_case(cls, node, fx, in_bound):
+    def bound_terms(cls, node, fx):
+        """sum |w_q| per output, and |bias_q|."""
         q = node.qparams
-        sums = np.sum(np.abs(q["weight"].astype(object)), axis=1)
-        acc = max(int(s) * in_bound + abs(int(b)) * 2**fx.frac_bits for s, b in zip(sums, q["bias"]))
-        out = acc // 2**fx.frac_bits + 1
-        return {"accumulator": acc, "truncated": out}, out
-
-    @classmethod
-    def error_ulp(cls, node, fx, in_error):
-        """sum|w_j| * in_error at scale 2^2F, floored by 2^F (ceil), plus the truncation's rounding."""
-        sums = np.sum(np.abs(node.qparams["weight"].astype(object)), axis=1)
-        worst = int(max(sums)) * in_error
-        return -(-worst // 2**fx.frac_bits) + cls.schedule(node, fx).truncation("accumulator").rounding_ulp
+        return {"weight": np.sum(np.abs(q["weight"].astype(object)), axis=1), "bias": np.abs(q["bias"].astype(object))}
 
     @classmethod
     def float_tolerance(cls, node, fx, in_errors, in_peaks):

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from ._average import Averaging, power_of_two, reciprocal
 from .base import NonExpanding, Op
-from .protocol import Schedule, Stage, Truncation, pairwise_maxima
+from .protocol import Hold, Schedule, Stage, Truncation, pairwise_maxima
 
 
 def _area(node) -> int:
@@ -98,8 +98,4 @@ class GlobalMaxPool(NonExpanding, _GlobalPool):
         K-bit budget differ by less than 2^K) and one selection, on the level's pairs."""
         c = node.in_shapes[0][0]
         steps = pairwise_maxima("input", fx.total_bits + 1, c, tree_levels(_area(node)))
-        return Schedule(steps, stored=[Stage("input", fx.value_limit_bits)])
-
-    @classmethod
-    def worst_case(cls, node, fx, in_bound):
-        return {"input": in_bound}, in_bound
+        return Schedule(steps, stored=[Stage("input", fx.value_limit_bits)], flow=[Hold("input")])

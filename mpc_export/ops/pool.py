@@ -25,7 +25,7 @@ from ..errors import UserError
 from ._kernels import window_out
 from .base import NonExpanding, Op
 from ._average import Averaging, power_of_two, reciprocal
-from .protocol import Schedule, Stage, Truncation, pairwise_maxima
+from .protocol import Hold, Schedule, Stage, Truncation, pairwise_maxima
 
 
 def _window(node) -> tuple[int, int]:
@@ -114,11 +114,7 @@ class MaxPool(NonExpanding, _Pool):
         c, count = cls._outputs(node)
         kernel, _ = _window(node)
         steps = pairwise_maxima("input", fx.total_bits + 1, c, [count] * (kernel * kernel - 1))
-        return Schedule(steps, stored=[Stage("input", fx.value_limit_bits)])
-
-    @classmethod
-    def worst_case(cls, node, fx, in_bound):
-        return {"input": in_bound}, in_bound
+        return Schedule(steps, stored=[Stage("input", fx.value_limit_bits)], flow=[Hold("input")])
 
 
 class AvgPool(Averaging, _Pool):

@@ -5,7 +5,13 @@
   - the stage limits (the bit budget) are the protocols' input ranges;
   - the cost (triples, random bits, rounds) is priced from it;
   - the template prints its numbers (bit lengths, shifts, the truncation protocol) from it;
-  - a test executes the rendered program and checks the protocol calls it makes against it.
+  - a test executes the rendered program and checks the protocol calls it makes against it;
+  - the bounds: the schedule's ``flow`` declares how each stage is formed from the op's input (its gains,
+    and the scale alignment of each offset: a bias at 2^F added to an accumulator at 2^2F is shifted by
+    F), and one routine (``Schedule.worst_case``, ``Schedule.error_ulp``) propagates an input bound or
+    deviation through it and through the declared truncations' shifts to every stage's worst case and
+    the output's error in ulp. The op supplies only its own magnitudes (``Op.bound_terms``: sum |w| per
+    output channel, |bias|, ...).
 
 Units: ``calls`` is how many times the program invokes the step per execution, one after the other (run-time
 loop iterations); ``elements`` is the vector length of each call. Prices are those of FANNG-MPC's MAMBA
@@ -22,6 +28,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field, replace
 
+import numpy as np
 
 
 @dataclass
@@ -129,12 +136,57 @@ def pairwise_maxima(stage: str, bit_length: int, calls: int, pairs: list[int], s
     return steps
 
 
+@dataclass(frozen=True)
+class Weighted:
+    """A stage formed from the running value, per output channel o:
+
+        stage[o] = sum of gain[o] terms of the running value + offset[o] * 2^offset_shift
+
+    ``gain`` and ``offset`` are the magnitudes that bound it: a constant (a pool's window area, a rounded
+    reciprocal) or the name of one of the op's ``bound_terms`` (e.g. "weight": sum |w| over output o's
+    kernel; "bias": |bias[o]|). ``offset_shift`` is the offset's scale alignment: the offset is stored at
+    2^F and the stage holds 2^(F + offset_shift) (a bias into an accumulator at 2^2F: F)."""
+
+    stage: str
+    gain: str | int = 1
+    offset: str | None = None
+    offset_shift: int = 0
+
+
+@dataclass(frozen=True)
+class Floor:
+    """The running value becomes the result of the truncation declared on ``stage`` (its reference shift,
+    and its rounding: exact, or the floor + 1 at most)."""
+
+    stage: str
+
+
+@dataclass(frozen=True)
+class Hold:
+    """The running value, unchanged in magnitude (a copy, a ReLU, a maximum), is held as ``stage``."""
+
+    stage: str
+
+
+@dataclass(frozen=True)
+class SumOfInputs:
+    """The running value starts as the sum of the op's inputs (a residual add), held as ``stage``."""
+
+    stage: str
+
+
+FlowStep = Weighted | Floor | Hold | SumOfInputs
+
+
 @dataclass
 class Schedule:
-    """An op's declared protocol steps (in program order) and its intermediates (stages) with their limits."""
+    """An op's declared protocol steps (in program order), its intermediates (stages) with their limits,
+    and its value flow (how each stage is formed, for the bounds). The running value of the flow starts as
+    the op's input (one input; several need a leading ``SumOfInputs``) and ends as its output."""
 
     steps: list = field(default_factory=list)
     stored: list[Stage] = field(default_factory=list)  # values held without a protocol on them: |v| < 2^limit
+    flow: list = field(default_factory=list)  # FlowStep, in program order
 
     def truncation(self, stage: str) -> Truncation:
         return self._one(Truncation, stage)
@@ -153,7 +205,66 @@ class Schedule:
         only |v| < 2^limits[stage] (calibrated limits; never wider than declared)."""
         steps = [replace(step, bit_length=min(step.bit_length, step.bit_length - step.limit_bits + limits[step.stage]))
                  if isinstance(step, Comparison) and step.stage in limits else step for step in self.steps]
-        return Schedule(steps, self.stored)
+        return Schedule(steps, self.stored, self.flow)
+
+    def alignment(self, stage: str) -> int:
+        """The offset_shift of the ``Weighted`` declared on ``stage``: the scale alignment the reference
+        and the bounds apply to its offset."""
+        found = [step for step in self.flow if isinstance(step, Weighted) and step.stage == stage]
+        if len(found) != 1:
+            raise KeyError(f"no single Weighted declared on stage {stage!r}")
+        return found[0].offset_shift
+
+    def worst_case(self, terms: dict, in_bounds) -> tuple[dict[str, int], int]:
+        """Sound bounds on |v|: (each stage's, the output's), given bounds on the inputs' |v| (integers at
+        scale 2^F) and the op's ``bound_terms``. A floor by 2^s of |v| <= B lies in [-ceil(B / 2^s),
+        floor(B / 2^s) + rounding]."""
+
+        def weighted(value, step):
+            offset = 0 if step.offset is None else _term(terms, step.offset) * 2**step.offset_shift
+            return _term(terms, step.gain) * value + offset
+
+        def floor(value, truncation):
+            shift = truncation.reference_shift
+            return _larger(-(-value // 2**shift), value // 2**shift + truncation.rounding_ulp)
+
+        return self._propagate(in_bounds, weighted, floor)
+
+    def error_ulp(self, terms: dict, in_errors) -> int:
+        """Bound on |MPC - reference| at the output (units of 2^-F), given those of the inputs: a deviation
+        d grows to gain * d (offsets are exact), a floor by 2^s turns it into at most ceil(d / 2^s), and a
+        probabilistic truncation adds its rounding (1); a maximum or a ReLU does not amplify it."""
+
+        def floor(value, truncation):
+            return -(-value // 2**truncation.reference_shift) + truncation.rounding_ulp
+
+        _, error = self._propagate(in_errors, lambda value, step: _term(terms, step.gain) * value, floor)
+        return error
+
+    def _propagate(self, inputs, weighted, floor) -> tuple[dict[str, int], int]:
+        """Run the flow on per-channel magnitudes (Python ints): ``weighted(value, step)`` and
+        ``floor(value, truncation)`` are the rules; returns each stage's maximum and the output's, and
+        checks that every declared stage got one."""
+        inputs = [int(v) for v in inputs]
+        value = inputs[0] if len(inputs) == 1 else None
+        stages: dict[str, int] = {}
+        for step in self.flow:
+            if isinstance(step, SumOfInputs):
+                value = sum(inputs)
+            elif value is None:
+                raise ValueError(f"a flow over {len(inputs)} inputs must start with SumOfInputs")
+            elif isinstance(step, Weighted):
+                value = weighted(value, step)
+            elif isinstance(step, Floor):
+                value = floor(value, self.truncation(step.stage))
+            if not isinstance(step, Floor):
+                stages[step.stage] = _largest(value)
+        if value is None:
+            raise ValueError(f"a flow over {len(inputs)} inputs must start with SumOfInputs")
+        missing = [stage.name for stage in self.stages() if stage.name not in stages]
+        if missing:
+            raise ValueError(f"the flow declares no value for stage(s) {', '.join(missing)}")
+        return stages, _largest(value)
 
     def stages(self) -> list[Stage]:
         """Every intermediate once, in order of first mention, with the tightest limit any use needs."""
@@ -196,6 +307,24 @@ class Schedule:
             "bits": bits,
             "rounds": rounds,
         }
+
+
+def _term(terms: dict, term: str | int):
+    """A gain or offset of a ``Weighted``: a constant, or the op's bound term of that name (an object
+    array of Python ints, one per output channel)."""
+    return term if isinstance(term, int) else terms[term]
+
+
+def _larger(a, b):
+    """Elementwise maximum of two magnitudes (Python ints, or object arrays of them: never int64)."""
+    if isinstance(a, int) and isinstance(b, int):
+        return max(a, b)
+    return np.maximum(np.asarray(a, dtype=object), np.asarray(b, dtype=object))
+
+
+def _largest(value) -> int:
+    """The largest of a magnitude's channels, a Python int."""
+    return value if isinstance(value, int) else max(int(v) for v in np.ravel(value))
 
 
 def _carry_out_triples(m: int) -> int:
