@@ -100,3 +100,110 @@ def test_observed_peaks_stay_within_the_worst_case_on_1000_images(model, tmp_pat
     assert stages and all(s["worst_case_bits"] is not None for s in stages)
     for s in stages:
         assert s["observed_bits"] <= s["worst_case_bits"], s  # (a worst case may exceed the limit: real data is what must fit)
+
+
+def _small_graph(module_cls, tmp_path):
+    """module_cls (seeded weights, random BN statistics) exported to ONNX and lowered."""
+    import warnings
+
+    import torch
+
+    from mpc_export.fold import lower_for_mpc
+    from mpc_export.load import load_model
+    from small_models import randomise_batchnorm
+
+    torch.manual_seed(1)
+    path = tmp_path / f"{module_cls.__name__}.onnx"
+    size = getattr(module_cls, "input_size", 8)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        torch.onnx.export(randomise_batchnorm(module_cls()).eval(), torch.zeros(1, 3, size, size), str(path), dynamo=False)
+    graph, _ = lower_for_mpc(load_model(path))
+    return graph
+
+
+def _fixture_graph(name):
+    from mpc_export.fold import lower_for_mpc
+    from mpc_export.load import load_model
+
+    path = SEED_MODEL if name == "seed" else need_shared(SHARED / "fixtures" / f"{name}_cifar10.pth")
+    graph, _ = lower_for_mpc(load_model(path))
+    return graph
+
+
+def _extreme_pixels(graph, count: int, seed: int) -> np.ndarray:
+    """Images whose every pixel is 0 or 1 (the ends of the pixel range: after normalisation, the input
+    bound with either sign), then one all 0 and one all 1."""
+    rng = np.random.default_rng(seed)
+    pixels = rng.integers(0, 2, size=(count, *graph.input_shape)).astype(np.float64)
+    return np.concatenate([pixels, np.zeros((1, *graph.input_shape)), np.ones((1, *graph.input_shape))])
+
+
+def _protocol(fx, **choices):
+    from dataclasses import replace
+
+    return replace(fx, protocol=replace(fx.protocol, **choices))
+
+
+SMALL_MODELS = ["SmallAvg", "SmallResidual", "SmallStrided", "SmallPools", "SmallVGG", "SmallStridedFlat", "SmallAddFlat",
+                "SmallOddKernels"]
+
+
+@pytest.mark.parametrize("model", SMALL_MODELS + ["seed", "resnet20", "custresnet"])
+def test_every_stage_of_every_model_stays_within_its_worst_case_on_extreme_inputs(model, tmp_path):
+    """Every stage's peak on images at the ends of the pixel range is at most the worst case the build
+    reports for it (quantize_graph's per-stage budget, propagated from the input range)."""
+    import small_models
+    from mpc_export.fixedpoint import FixedSpec, encode
+    from mpc_export.quantize.graph import quantize_graph
+    from mpc_export.reference.run import Trace, run_fixed
+
+    graph = _small_graph(getattr(small_models, model), tmp_path) if model in SMALL_MODELS else _fixture_graph(model)
+    fx = FixedSpec()
+    budget = quantize_graph(graph, fx)
+    trace = Trace()
+    run_fixed(graph, fx, encode(graph.preprocess(_extreme_pixels(graph, 6, seed=len(model))), fx.frac_bits), trace)
+    assert budget.stages
+    for stage in budget.stages:
+        assert trace.peaks.get((stage.node, stage.stage), 0) <= stage.worst_case, (stage.node, stage.stage)
+
+
+@pytest.mark.parametrize("model", SMALL_MODELS)
+def test_probabilistic_truncations_stay_within_the_propagated_error(model, tmp_path):
+    """With simulated TruncPr (the floor or the floor + 1, with the protocol's probability) every node's
+    output deviates from the exact floors by at most the error_ulp propagated from the input (0)."""
+    import small_models
+    from mpc_export.fixedpoint import FixedSpec, encode
+    from mpc_export.quantize.graph import quantize_graph
+    from mpc_export.reference.run import Trace, run_fixed
+
+    graph = _small_graph(getattr(small_models, model), tmp_path)
+    fx = _protocol(FixedSpec(), truncation="probabilistic")
+    quantize_graph(graph, fx)
+    x = encode(graph.preprocess(np.random.default_rng(7).random((8, *graph.input_shape))), fx.frac_bits)
+    floors = run_fixed(graph, fx, x)
+    errors: dict[str, int] = {}
+    deviated = 0
+    for seed in range(4):
+        simulated = run_fixed(graph, fx, x, Trace(rng=np.random.default_rng(seed)))
+        for node in graph.nodes:
+            if node.name not in errors:
+                ins = [0] if node.op == "input" else [errors[i] for i in node.inputs]
+                errors[node.name] = node.spec.error_ulp(node, fx, *ins)
+            deviation = int(np.max(np.abs(np.asarray(simulated[node.name], dtype=object) - np.asarray(floors[node.name], dtype=object))))
+            assert deviation <= errors[node.name], (node.name, deviation, errors[node.name])
+            deviated += deviation > 0
+    assert deviated  # the simulation did round up somewhere
+
+
+@pytest.mark.parametrize("exact", [True, False])
+def test_the_floor_rule_is_the_tightest_sound_bound(exact):
+    """Schedule.worst_case's rule for a truncation by 2^s of |v| <= B, against brute force over v."""
+    from mpc_export.ops.protocol import Floor, Schedule, Truncation, Weighted
+
+    for bound in list(range(0, 40)) + [255, 256, 257]:
+        for shift in range(0, 5):
+            schedule = Schedule([Truncation("v", 64, shift, exact, 1, 1)], flow=[Weighted("v"), Floor("v")])
+            _, derived = schedule.worst_case({}, [bound])
+            results = [v // 2**shift + extra for v in range(-bound, bound + 1) for extra in ((0,) if exact else (0, 1))]
+            assert derived == max(abs(r) for r in results), (bound, shift, exact)
