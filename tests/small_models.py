@@ -117,6 +117,17 @@ class SmallAddFlat(torch.nn.Module):
         return self.fc(self.flat(self.relu2(x + self.conv2(x))))
 
 
+class SmallMLP(torch.nn.Module):
+    """Flatten + linear + ReLU + linear: a dense layer reading the input itself (from zero-padded planes)."""
+
+    def __init__(self):
+        super().__init__()
+        self.flat, self.fc1, self.relu, self.fc2 = torch.nn.Flatten(), torch.nn.Linear(192, 5), torch.nn.ReLU(), torch.nn.Linear(5, 3)
+
+    def forward(self, x):
+        return self.fc2(self.relu(self.fc1(self.flat(x))))
+
+
 class SmallOddKernels(torch.nn.Module):
     """Odd kernels with every padding: 5x5 without padding (the CIFAR-10 tutorial's) + ReLU + 2x2 max pool,
     5x5 padding 2 + BN + ReLU, 7x7 padding 3 stride 2 + ReLU, 3x3 padding 0, flatten, linear: on 12x12."""
@@ -144,7 +155,8 @@ def prune_convolutions(model: torch.nn.Module, fraction: float, seed: int = 0) -
         convolutions = [m for m in model.modules() if isinstance(m, torch.nn.Conv2d)]
         for conv in convolutions:
             conv.weight.mul_((torch.rand(conv.weight.shape, generator=generator) >= fraction).to(conv.weight.dtype))
-        convolutions[0].weight[0].zero_()
+        if convolutions:  # (a model without convolutions has nothing to prune)
+            convolutions[0].weight[0].zero_()
     return model
 
 

@@ -19,9 +19,9 @@ import pytest
 import torch
 
 from conftest import run_cli
-from small_models import SmallAddFlat, SmallAvg, SmallOddKernels, SmallPools, SmallResidual, SmallStrided, SmallStridedFlat, SmallVGG, build_small, randomise_batchnorm
+from small_models import SmallAddFlat, SmallAvg, SmallMLP, SmallOddKernels, SmallPools, SmallResidual, SmallStrided, SmallStridedFlat, SmallVGG, build_small, randomise_batchnorm
 
-SMALL = [SmallAddFlat, SmallAvg, SmallOddKernels, SmallPools, SmallResidual, SmallStrided, SmallStridedFlat, SmallVGG]
+SMALL = [SmallAddFlat, SmallAvg, SmallOddKernels, SmallPools, SmallResidual, SmallStrided, SmallStridedFlat, SmallVGG, SmallMLP]
 
 
 def mp_build(module_cls, tmp_path, capsys, protocol="ring", extra=()):

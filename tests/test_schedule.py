@@ -17,9 +17,9 @@ import pytest
 
 from mamba_plaintext import run_program
 from runtime_rules import runtime_parse
-from small_models import SmallAddFlat, SmallOddKernels, SmallAvg, SmallPools, SmallResidual, SmallStrided, SmallStridedFlat, SmallVGG, build_small
+from small_models import SmallAddFlat, SmallMLP, SmallOddKernels, SmallAvg, SmallPools, SmallResidual, SmallStrided, SmallStridedFlat, SmallVGG, build_small
 
-MODELS = [SmallAvg, SmallResidual, SmallStrided, SmallPools, SmallVGG, SmallStridedFlat, SmallAddFlat, SmallOddKernels]
+MODELS = [SmallAvg, SmallResidual, SmallStrided, SmallPools, SmallVGG, SmallStridedFlat, SmallAddFlat, SmallOddKernels, SmallMLP]
 
 
 def _program(out, manifest):

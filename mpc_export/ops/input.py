@@ -15,6 +15,7 @@ class Input(Op):
     name = "input"
     executable = True
     template = "input"
+    output_layouts = ("padded",)  # the snippet copies the channel's dense CHW rows into zero-padded planes
 
     @classmethod
     def infer_shape(cls, node, in_shapes, graph):

@@ -77,3 +77,35 @@ def test_the_kernel_equals_the_oracle_within_its_bounds_and_tolerance(case):
         floats = node.spec.ref_float(node, *real)
         tolerance = node.spec.float_tolerance(node, fx, [0.0] * len(xs), [float(np.max(np.abs(r))) for r in real])
         assert float(np.max(np.abs(decode(np.asarray(got, dtype=np.int64), fx.frac_bits) - floats))) <= tolerance + 1e-12, case.name
+
+
+def _with_convolution(fx, convolution):
+    from dataclasses import replace
+
+    return replace(fx, protocol=replace(fx.protocol, convolution=convolution))
+
+
+PROGRAM_CASES = [case for case in CASES if case.op != "input"]  # the input's snippet runs in front of every case
+
+
+@pytest.mark.parametrize("case", PROGRAM_CASES, ids=[f"{c.op}: {c.name}" for c in PROGRAM_CASES])
+def test_the_mamba_program_equals_the_oracle_and_makes_the_declared_calls(case, tmp_path):
+    """The case's node rendered as a MAMBA program (behind an input node, with --debug; a convolution both
+    with Winograd where it applies and direct) and executed by the plaintext interpreter: its printed
+    output equals the oracle's, it makes exactly the protocol calls and secret products the node's
+    schedule declares, and every protocol input lies in its range."""
+    from mamba_case import declared_calls, run_case_program
+    from mpc_export.fixedpoint import FixedSpec
+
+    for convolution in ("winograd", "direct") if case.op == "conv_block" else ("winograd",):
+        fx = _with_convolution(FixedSpec(frac_bits=FRAC_BITS), convolution)
+        xs, _ = _inputs(case, fx, seed=0)
+        x = xs[0][0]  # one sample; an add reads it twice
+        got, machine = run_case_program(case, fx, x, tmp_path / convolution)
+        node = _node(case, fx)
+        want = oracle.ORACLES[case.op](node, node.qparams, fx.frac_bits, *[x[None].astype(object)] * len(case.in_shapes))
+        assert got == [int(v) for v in np.asarray(want).ravel()], (case.name, convolution)
+        counts, products = declared_calls(node.spec.schedule(node, fx))
+        assert machine.call_counts() == counts, (case.name, convolution)
+        assert machine.products == products, (case.name, convolution)
+        assert not machine.range_violations, (case.name, convolution)
