@@ -5,6 +5,7 @@ import warnings
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 
 from conftest import run_cli
 
@@ -195,3 +196,28 @@ def build_small(module_cls, tmp_path, capsys, seed=1, debug=False, extra=(), pru
     return out
 
 
+class OptionANet(torch.nn.Module):
+    """conv + BN + ReLU, a ResNet-20 option-A block (stride 2, 8 -> 16 channels), global average pool,
+    flatten (as ``flatten_kind`` writes it), linear: on 3 x 8 x 8 inputs."""
+
+    def __init__(self, flatten_kind: str, planes_from_size: bool):
+        super().__init__()
+        self.flatten_kind, self.planes_from_size = flatten_kind, planes_from_size
+        self.conv1, self.bn1 = torch.nn.Conv2d(3, 8, 3, padding=1, bias=False), torch.nn.BatchNorm2d(8)
+        self.conv2, self.bn2 = torch.nn.Conv2d(8, 16, 3, stride=2, padding=1, bias=False), torch.nn.BatchNorm2d(16)
+        self.conv3, self.bn3 = torch.nn.Conv2d(16, 16, 3, padding=1, bias=False), torch.nn.BatchNorm2d(16)
+        self.fc = torch.nn.Linear(16, 10)
+
+    def forward(self, x):
+        x = F.relu(self.bn1(self.conv1(x)))
+        out = self.bn3(self.conv3(F.relu(self.bn2(self.conv2(x)))))
+        planes = out.size(1) if self.planes_from_size else 16
+        shortcut = F.pad(x[:, :, ::2, ::2], (0, 0, 0, 0, planes // 4, planes // 4))
+        x = F.adaptive_avg_pool2d(F.relu(out + shortcut), 1)
+        if self.flatten_kind == "view":
+            x = x.view(x.size(0), -1)
+        elif self.flatten_kind == "reshape":
+            x = x.reshape(x.size(0), -1)
+        else:
+            x = torch.flatten(x, 1)
+        return self.fc(x)

@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from conftest import DATASET, SEED_MODEL, SHARED, need_shared, run_cli
-from test_program import compile_program
+from helpers import compile_program
 
 pytestmark = pytest.mark.slow
 

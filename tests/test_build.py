@@ -10,6 +10,7 @@ import torch
 
 from conftest import SEED_MODEL
 from runtime_rules import runtime_parse
+from helpers import FANNG_OPEN_ORDER
 
 # The seed channel table (scale-mamba-facts.md), written out here rather than read from the project.
 SEED_TABLE = {
@@ -20,8 +21,6 @@ SEED_TABLE = {
     **{f"conv_layer_{i}_weight": 100039 + i for i in range(1, 7)},
     "linear_layer_1_weight": 100046, "linear_layer_2_weight": 100047,
 }
-FANNG_OPEN_ORDER = [90050] + list(range(100040, 100048)) + list(range(100020, 100028)) + list(range(100034, 100040)) + list(range(100028, 100034))
-
 
 def c_round(x: np.ndarray) -> np.ndarray:
     return np.array([int(math.floor(abs(v) + 0.5)) * (1 if v >= 0 else -1) for v in np.ravel(x)], dtype=np.int64)

@@ -10,8 +10,7 @@ import pytest
 
 from conftest import COMPILER, SEED_MODEL, need_shared, run_cli
 from small_models import SmallPools, build_small
-from test_cost import assert_compiler_count_equals_report
-from test_schedule import _declared, _execute, _printed
+from helpers import assert_compiler_count_equals_report, declared_counts, execute_program, printed_values
 
 
 def _dataset(path, size, images=64, brightness=255, seed=0):
@@ -29,11 +28,11 @@ def test_calibrated_program_executes_its_narrowed_declaration(tmp_path, capsys):
     assert limits and manifest["calibration"]["images"] == 64 and manifest["calibration"]["margin_bits"] == 2
     widths = {int(k) for k in manifest["cost"]["totals"]["comparisons_by_bits"]}
     assert min(widths) < 41  # narrower than the worst-case K-bit comparisons
-    manifest, machine = _execute(out)
-    counts, products = _declared(manifest)
+    manifest, machine = execute_program(out)
+    counts, products = declared_counts(manifest)
     assert machine.call_counts() == Counter({key: n * 2 for key, n in counts.items()})
     assert not machine.range_violations  # every LTZ input inside its narrowed range
-    logits = _printed(machine, "LOGIT")
+    logits = printed_values(machine, "LOGIT")
     for e in manifest["executions"]:
         assert [logits[(str(e["index"]), str(j))] for j in range(3)] == e["logits"]
     code, _, err = run_cli(["verify", out, "--no-onnx"], capsys)  # re-derives the calibrated program

@@ -4,8 +4,6 @@ what its multiplications, truncations and comparisons imply with each protocol's
 compiling a one-call program with the same compiler. Rounds per protocol call are checked against the
 rounds measured with this compiler (../shared/notes/mpc-cost-facts.md)."""
 
-import ast
-import functools
 import json
 import subprocess
 from pathlib import Path
@@ -14,45 +12,9 @@ import pytest
 
 from conftest import COMPILER, SEED_MODEL, SHARED, need_shared
 from small_models import SmallAddFlat, SmallOddKernels, SmallPools, SmallStridedFlat, SmallVGG, build_small
+from helpers import assert_compiler_count_equals_report, compiler_requires, MICRO, price, truncation_body
 
 pytestmark = pytest.mark.slow
-
-MICRO = """from Compiler import AdvInteger
-a = sint.get_private_input_from(0)
-{body}
-print_ln("%s", r.reveal())
-"""
-
-
-def requires(program_dir) -> tuple[int, int]:
-    proc = subprocess.run([str(COMPILER), str(program_dir)], capture_output=True, text=True, timeout=300)
-    assert proc.returncode == 0, proc.stderr[-1500:]
-    summary = json.loads(proc.stdout.strip().splitlines()[-1])
-    need = ast.literal_eval(summary["requires"]) if summary.get("requires") else {}
-    return need.get(("modp", "triple"), 0), need.get(("modp", "bit"), 0)
-
-
-@functools.lru_cache(maxsize=None)
-def price(tmp_root, body: str) -> tuple[int, int]:
-    """(triples, bits) of one call, from a compiled program minus the same program without it."""
-
-    def compile_body(name, text):
-        folder = Path(tmp_root) / name
-        folder.mkdir(parents=True, exist_ok=True)
-        (folder / f"{name}.mpc").write_text(MICRO.format(body=text))
-        return requires(folder)
-
-    base = compile_body("base", "r = a")
-    name = "p" + str(abs(hash(body)))
-    got = compile_body(name, body)
-    return got[0] - base[0], got[1] - base[1]
-
-
-def _body(shape: str) -> str:
-    k, m, mode = shape.split(",")
-    if mode == "exact":
-        return f"r = sint()\nAdvInteger.Trunc(r, a, {k}, {m}, 40, True)"
-    return f"r = AdvInteger.TruncPr(a, {k}, {m}, 40)"
 
 
 @pytest.mark.parametrize("model,truncation,convolution,weights", [
@@ -111,35 +73,9 @@ def test_public_sparsity_on_a_90_percent_sparse_resnet18_needs_under_30_percent_
     path = tmp_path / "resnet18_sparse.pth"
     torch.save(model.state_dict(), path)
     manifest = build(BuildOptions(model=path, out=tmp_path / "out", fx=FixedSpec(protocol=Protocol(sparsity="public"))))
-    triples, bits = requires(tmp_path / "out" / "program" / manifest["program"]["name"])
+    triples, bits = compiler_requires(tmp_path / "out" / "program" / manifest["program"]["name"])
     assert (triples, bits) == (manifest["cost"]["totals"]["triples"], manifest["cost"]["totals"]["bits"])
     assert triples <= 0.3 * 889_000_000
-
-
-def assert_compiler_count_equals_report(manifest, program, tmp_path):
-    """The compiler's "Program requires" triples and bits equal the report's totals, and equal the sum of
-    every declared protocol call priced by the compiler on its own; the report is per execution and the
-    program runs each of the build's executions, after its runtime check (once, before any input; its own
-    count against the compiler's is in tests/test_runtime_check.py)."""
-    triples, bits = requires(program)
-    check = next(row for row in manifest["cost"]["layers"] if row["node"] == "runtime_check")
-    triples, bits = triples - check["triples"], bits - check["bits"]
-    runs = len(manifest["executions"])
-    assert triples % runs == 0 and bits % runs == 0
-    triples, bits = triples // runs, bits // runs
-    totals = manifest["cost"]["totals"]
-    assert (triples, bits) == (totals["triples"] - check["triples"], totals["bits"] - check["bits"])  # the report's totals
-    want_triples, want_bits = totals["multiplications"], 0
-    root = str(tmp_path / "micro")
-    for bit_length, n in totals["comparisons_by_bits"].items():
-        t, b = price(root, f"r = sint()\nAdvInteger.LTZ(r, a, {bit_length}, 40)")
-        want_triples += n * t
-        want_bits += n * b
-    for shape, n in totals["truncations_by_shape"].items():
-        t, b = price(root, _body(shape))
-        want_triples += n * t
-        want_bits += n * b
-    assert (triples, bits) == (want_triples, want_bits)
 
 
 # the protocol calls whose price and rounds are checked against the compiler
@@ -172,7 +108,7 @@ def test_each_protocol_is_priced_as_the_compiler_counts_it(call, tmp_path):
         step, body = Comparison("x", call[1], 1, 1), f"r = sint()\nAdvInteger.LTZ(r, a, {call[1]}, 40)"
     else:
         exact = call[0] == "Trunc"
-        step, body = Truncation("x", call[1], call[2], exact, 1, 1), _body(f"{call[1]},{call[2]},{'exact' if exact else 'p'}")
+        step, body = Truncation("x", call[1], call[2], exact, 1, 1), truncation_body(f"{call[1]},{call[2]},{'exact' if exact else 'p'}")
     assert step.price(40) == price(str(tmp_path / "micro"), body)
     assert step.rounds_per_call == openings(str(tmp_path / "opens"), body)
 

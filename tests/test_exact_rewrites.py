@@ -18,7 +18,7 @@ import torch.nn.functional as F
 from onnx import helper, numpy_helper
 
 from conftest import DATASET, need_shared, run_cli
-from small_models import randomise_batchnorm
+from small_models import OptionANet, randomise_batchnorm
 
 IMAGES = "500"
 
@@ -115,8 +115,6 @@ def test_batchnorm1d_next_to_a_linear_layer_is_folded_into_it(dynamo, tmp_path, 
 def _option_a_with_vector_pad_value(path):
     """The option-A shortcut net, its Pad's constant value rewritten as a one-element 1-D tensor (as some
     torch versions export it)."""
-    from test_onnx_exporters import OptionANet
-
     torch.manual_seed(4)
     _export(OptionANet("flatten", True), path, False)  # its global pool takes any size: exported at 32 x 32
     model = onnx.load(str(path))

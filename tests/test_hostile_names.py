@@ -15,12 +15,10 @@ from hypothesis import strategies as st
 from conftest import COMPILER, need_shared
 from mamba_plaintext import run_program
 from small_models import SmallResidual
-from test_cost import requires
+from helpers import compiler_requires, HOSTILE, rename_everything
 
 pytestmark = pytest.mark.slow
 
-HOSTILE = ["a.b", "a_b", "a-b", "\nprint_ln('pwned')\n", "../../escape", "0lead", "x\"'\\", "FANNG\r\nimport os",
-           "conv_layer_1", "linear_layer_1", "input", "INPUT_STAGING", "é", "a b"]
 
 names = st.lists(st.one_of(st.sampled_from(HOSTILE), st.text(min_size=1, max_size=10)), min_size=40, max_size=40)
 file_names = st.text(alphabet=st.characters(blacklist_characters="/\x00", blacklist_categories=("Cs",)), min_size=1, max_size=12)
@@ -37,37 +35,6 @@ def small_onnx(tmp_path_factory):
     return onnx.load(str(path)), model
 
 
-def _rename(model: onnx.ModelProto, wanted: list[str]) -> onnx.ModelProto:
-    """Every tensor (input, output, initializer, intermediate) and node renamed, unique (ONNX needs it)."""
-    model = onnx.ModelProto.FromString(model.SerializeToString())
-    graph = model.graph
-    tensors = []
-    for name in [i.name for i in graph.input] + [t.name for t in graph.initializer] + [o for n in graph.node for o in n.output]:
-        if name and name not in tensors:
-            tensors.append(name)
-    mapping, used = {}, set()
-    for index, old in enumerate(tensors):
-        new = wanted[index % len(wanted)]
-        while new in used:
-            new = new + "_"
-        used.add(new)
-        mapping[old] = new
-    for value in list(graph.input) + list(graph.output) + list(graph.value_info):
-        value.name = mapping.get(value.name, value.name)
-    for init in graph.initializer:
-        init.name = mapping[init.name]
-    node_names = set()
-    for index, node in enumerate(graph.node):
-        name = wanted[(index + 7) % len(wanted)]
-        while name in node_names:
-            name = name + "-"
-        node_names.add(name)
-        node.name = name
-        node.input[:] = [mapping.get(i, i) for i in node.input]
-        node.output[:] = [mapping.get(o, o) for o in node.output]
-    return model
-
-
 @settings(max_examples=5, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture],
           phases=[Phase.explicit, Phase.reuse, Phase.generate])
 @given(wanted=names, file_name=file_names)
@@ -79,7 +46,7 @@ def test_hostile_names_give_a_safe_program_that_computes_the_network(small_onnx,
     base, _ = small_onnx
     tmp = tmp_path_factory.mktemp("hostile")
     path = tmp / f"{file_name}.onnx"
-    onnx.save(_rename(base, wanted), str(path))
+    onnx.save(rename_everything(base, wanted), str(path))
     out = tmp / "out"
     manifest = build(BuildOptions(model=path, out=out))
     # every file inside the output directory, under a name the tool chose
@@ -93,7 +60,7 @@ def test_hostile_names_give_a_safe_program_that_computes_the_network(small_onnx,
     # no model name reaches a line of code: each non-comment line is the tool's own
     code_lines = [line for line in program.read_text().splitlines() if not line.lstrip().startswith("#")]
     assert not any("pwned" in line or "import os" in line for line in code_lines)
-    requires(program_dir)  # the real compiler accepts it
+    compiler_requires(program_dir)  # the real compiler accepts it
     machine = run_program(program, out, out / "io_answers.txt", manifest["fixed_point"]["reading_precision"])
     assert not any("pwned" in line for line in machine.printed)
     logits = {tuple(line.split()[1:3]): int(line.split()[3]) for line in machine.printed if line.startswith("LOGIT")}

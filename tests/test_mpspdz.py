@@ -19,7 +19,8 @@ import pytest
 import torch
 
 from conftest import run_cli
-from small_models import SmallAddFlat, SmallAvg, SmallMLP, SmallOddKernels, SmallPools, SmallResidual, SmallStrided, SmallStridedFlat, SmallVGG, build_small, randomise_batchnorm
+from small_models import OptionANet, SmallAddFlat, SmallAvg, SmallMLP, SmallOddKernels, SmallPools, SmallResidual, SmallStrided, SmallStridedFlat, SmallVGG, build_small, randomise_batchnorm
+from helpers import HOSTILE, rename_everything
 
 SMALL = [SmallAddFlat, SmallAvg, SmallOddKernels, SmallPools, SmallResidual, SmallStrided, SmallStridedFlat, SmallVGG, SmallMLP]
 
@@ -175,7 +176,6 @@ def test_malicious_and_field_protocols_print_the_reference_logits(module_cls, pr
 @pytest.mark.runtime
 def test_the_option_a_shortcut_runs_bit_exact(mp_spdz, tmp_path, capsys):
     """shortcut_a (stride-2 subsample, zero channels on both sides), the one op no small model above has."""
-    from test_onnx_exporters import OptionANet
 
     torch.manual_seed(3)
     model = randomise_batchnorm(OptionANet("flatten", True)).eval()
@@ -233,7 +233,6 @@ def test_hostile_names_never_reach_the_mp_spdz_program(mp_spdz, tmp_path, capsys
     the reference's logits."""
     import onnx
 
-    from test_hostile_names import HOSTILE, _rename
 
     torch.manual_seed(2)
     path = tmp_path / "plain.onnx"
@@ -241,7 +240,7 @@ def test_hostile_names_never_reach_the_mp_spdz_program(mp_spdz, tmp_path, capsys
         warnings.simplefilter("ignore")
         torch.onnx.export(SmallResidual().eval(), torch.zeros(1, 3, 8, 8), str(path), dynamo=False)
     hostile = tmp_path / "x\"'; print_ln('pwned').onnx"
-    onnx.save(_rename(onnx.load(str(path)), HOSTILE * 3), str(hostile))
+    onnx.save(rename_everything(onnx.load(str(path)), HOSTILE * 3), str(hostile))
     out = tmp_path / "out"
     code, _, err = run_cli(["build", hostile, "--out", out, "--backend", "mp-spdz", "--protocol", "ring", "--json"], capsys)
     assert code == 0, err

@@ -1,38 +1,12 @@
 """The generated program compiles with the real MAMBA compiler, small, and opens each channel once."""
 
-import json
-import os
 import re
-import resource
-import subprocess
-import time
 
 import pytest
 
-from conftest import COMPILER, need_shared
-from test_build import FANNG_OPEN_ORDER
+from helpers import compile_program, FANNG_OPEN_ORDER
 
 pytestmark = pytest.mark.slow
-
-
-def compile_program(program_dir, keep_dir):
-    need_shared(COMPILER)
-    env = dict(os.environ, MAMBA_COMPILE_OUT=str(keep_dir))
-    timer = "/usr/bin/time"
-    peak_file = keep_dir.parent / f"{keep_dir.name}.maxrss"
-    command = [str(COMPILER), str(program_dir)]
-    if os.path.exists(timer):  # peak memory of the compiler itself (this process's other children aside)
-        command = [timer, "-f", "%M", "-o", str(peak_file)] + command
-    started = time.perf_counter()
-    proc = subprocess.run(command, capture_output=True, text=True, env=env, timeout=300)
-    wall = time.perf_counter() - started
-    assert proc.returncode == 0, proc.stderr[-2000:]
-    if peak_file.exists():
-        peak_kb = int(peak_file.read_text().split()[-1])
-    else:
-        peak_kb = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
-    summary = json.loads(proc.stdout.strip().splitlines()[-1])
-    return summary, wall, peak_kb
 
 
 def test_seed_program_compiles_small_and_reads_each_channel_once(seed_build, tmp_path):

@@ -27,7 +27,7 @@ def small(tmp_path, capsys):
     return build_small(SmallAvg, tmp_path, capsys)
 
 
-def _program(out):
+def program_path(out):
     manifest = json.loads((out / "manifest.json").read_text())
     return manifest["program"]["path"]
 
@@ -39,7 +39,7 @@ def test_untouched_build_reports_each_integrity_check(small, capsys):
 
 
 def test_program_edited_to_print_the_input_is_caught_despite_a_matching_hash(small, capsys):
-    rel = _program(small)
+    rel = program_path(small)
     text = (small / rel).read_text()
     (small / rel).write_text(text + '\nprint_ln("%s", INPUT_STAGING[0].reveal())\n')
     _rehash(small, rel)

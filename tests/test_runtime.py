@@ -6,7 +6,6 @@ skip with a message when ../shared or a runtime is absent."""
 import json
 import re
 import shutil
-import subprocess
 from pathlib import Path
 
 import numpy as np
@@ -14,15 +13,11 @@ import pytest
 
 from conftest import SHARED, built_runtime, need_shared, run_cli
 from small_models import SmallAvg, SmallOddKernels, SmallPools, SmallResidual, build_small
+from helpers import players_left
 
 pytestmark = pytest.mark.runtime
 
 COMPILER_DIR = SHARED / "tools" / "mamba-compiler"
-
-
-def players_left(root_hint="mpc-export-run-"):
-    proc = subprocess.run(["pgrep", "-f", root_hint], capture_output=True, text=True)
-    return [p for p in proc.stdout.split() if p]
 
 
 def _latest_logs(out) -> Path:

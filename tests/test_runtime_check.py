@@ -21,7 +21,7 @@ from small_models import SmallOddKernels, SmallResidual, build_small
 PREPROCESSING_OPCODES = {"triple", "bit", "square", "dabit"}
 
 
-def _program(out):
+def program_path(out):
     manifest = json.loads((out / "manifest.json").read_text())
     name = manifest["program"]["name"]
     return manifest, out / "program" / name / f"{name}.mpc"
@@ -41,7 +41,7 @@ def small_build(tmp_path_factory):
 
 
 def test_a_secure_runtime_passes_the_check_and_the_program_goes_on(small_build):
-    manifest, program = _program(small_build)
+    manifest, program = program_path(small_build)
     machine = run_program(program, small_build, small_build / "io_answers.txt", manifest["fixed_point"]["reading_precision"])
     assert machine.printed[0] == "RUNTIME CHECK passed"
     assert any(line.startswith("LOGIT ") for line in machine.printed)
@@ -51,7 +51,7 @@ def test_a_secure_runtime_passes_the_check_and_the_program_goes_on(small_build):
 @pytest.mark.parametrize("preprocessing,cause", [("zero_triples", "Beaver triples are not random"),
                                                  ("constant_bits", "random bits are not random bits")])
 def test_non_random_preprocessing_stops_the_program_before_any_input(small_build, preprocessing, cause):
-    manifest, program = _program(small_build)
+    manifest, program = program_path(small_build)
     answers = small_build / "io_answers.txt"
     with pytest.raises(Crashed):
         run_program(program, small_build, answers, manifest["fixed_point"]["reading_precision"], preprocessing=preprocessing)
@@ -79,7 +79,7 @@ def test_non_random_preprocessing_stops_the_program_before_any_input(small_build
 
 
 def test_the_cost_report_includes_the_check(small_build):
-    manifest, _ = _program(small_build)
+    manifest, _ = program_path(small_build)
     first = manifest["cost"]["layers"][0]
     assert first["node"] == "runtime_check" and first["triples"] == 4 and first["bits"] == 128
     layers = manifest["cost"]["layers"]
@@ -106,7 +106,7 @@ def _asm_instructions(asm_dir):
 def test_the_compiled_check_covers_every_kind_of_preprocessing_before_the_first_channel(module_cls, extra, tmp_path, capsys):
     need_shared(COMPILER)
     out = build_small(module_cls, tmp_path, capsys, extra=extra)
-    manifest, program = _program(out)
+    manifest, program = program_path(out)
     keep = tmp_path / "asm"
     proc = subprocess.run([str(COMPILER), str(program.parent)], capture_output=True, text=True, timeout=600,
                           env=dict(os.environ, MAMBA_COMPILE_OUT=str(keep)))

@@ -15,47 +15,11 @@ from collections import Counter
 
 import pytest
 
-from mamba_plaintext import run_program
 from runtime_rules import runtime_parse
 from small_models import SmallAddFlat, SmallMLP, SmallOddKernels, SmallAvg, SmallPools, SmallResidual, SmallStrided, SmallStridedFlat, SmallVGG, build_small
+from helpers import declared_counts, execute_program, printed_values, program_path
 
 MODELS = [SmallAvg, SmallResidual, SmallStrided, SmallPools, SmallVGG, SmallStridedFlat, SmallAddFlat, SmallOddKernels, SmallMLP]
-
-
-def _program(out, manifest):
-    name = manifest["program"]["name"]
-    return out / "program" / name / f"{name}.mpc"
-
-
-def _execute(out, program=None, seed=0):
-    manifest = json.loads((out / "manifest.json").read_text())
-    program = program or _program(out, manifest)
-    machine = run_program(program, out, out / "io_answers.txt",  # answers are relative to Data/, the build root here
-                          manifest["fixed_point"]["reading_precision"], seed)
-    return manifest, machine
-
-
-def _declared(manifest) -> tuple[Counter, int]:
-    """What the ops declared, per execution, as the interpreter counts it: elements per (protocol, bit
-    length, shift), and secret products."""
-    totals = manifest["cost"]["totals"]
-    counts = Counter()
-    for shape, n in totals["truncations_by_shape"].items():
-        k, m, mode = shape.split(",")
-        counts[("Trunc" if mode == "exact" else "TruncPr", int(k), int(m))] += n
-    for k, n in totals["comparisons_by_bits"].items():
-        counts[("LTZ", int(k), None)] += n
-    return counts, totals["multiplications"]
-
-
-def _printed(machine, kind):
-    """LOGIT/DEBUG lines as {(execution, label..., index...): value}."""
-    found = {}
-    for line in machine.printed:
-        parts = line.split()
-        if parts[0] == kind:
-            found[tuple(parts[1:-1])] = int(parts[-1])
-    return found
 
 
 @pytest.mark.parametrize("convolution,weights,sparsity", [("winograd", "private", "private"), ("direct", "private", "private"),
@@ -70,17 +34,17 @@ def test_program_executes_the_declared_schedule_and_equals_the_reference(module_
     way the output stays equal to the reference."""
     out = build_small(module_cls, tmp_path, capsys, debug=True, prune=0.7 if sparsity == "public" else 0.0,
                       extra=["--convolution", convolution, "--weights", weights, "--sparsity", sparsity])
-    manifest, machine = _execute(out)
+    manifest, machine = execute_program(out)
     executions = len(manifest["executions"])
-    counts, products = _declared(manifest)
+    counts, products = declared_counts(manifest)
     assert machine.call_counts() == Counter({key: n * executions for key, n in counts.items()})
     assert machine.products == products * executions
     assert not machine.range_violations
     # exact truncation: every logit and every printed layer equals the reference bit for bit
-    logits = _printed(machine, "LOGIT")
+    logits = printed_values(machine, "LOGIT")
     for e in manifest["executions"]:
         assert [logits[(str(e["index"]), str(j))] for j in range(len(e["logits"]))] == e["logits"]
-    debug = _printed(machine, "DEBUG")
+    debug = printed_values(machine, "DEBUG")
     expected = {f["tensor"]: f for f in manifest["files"] if f["role"] == "expected_output" and f["execution"] == 0}
     checked = 0
     for layer in manifest["layers"][1:]:
@@ -94,12 +58,12 @@ def test_program_executes_the_declared_schedule_and_equals_the_reference(module_
 
 def test_probabilistic_build_declares_and_calls_truncpr_within_the_bound(tmp_path, capsys):
     out = build_small(SmallAvg, tmp_path, capsys, extra=["--truncation", "probabilistic"])
-    manifest, machine = _execute(out, seed=3)
+    manifest, machine = execute_program(out, seed=3)
     assert manifest["protocol"]["truncation"] == "probabilistic"
-    counts, products = _declared(manifest)
+    counts, products = declared_counts(manifest)
     assert {key[0] for key in counts} == {"TruncPr", "LTZ"}
     assert machine.call_counts() == Counter({key: 2 * n for key, n in counts.items()})
-    logits = _printed(machine, "LOGIT")
+    logits = printed_values(machine, "LOGIT")
     from mpc_export.pipeline.verify import VerifyOptions, verify
 
     bound = verify(VerifyOptions(directory=out, onnx=False))["layers"][-1]["bound_ulp"]
@@ -113,14 +77,14 @@ def test_a_shift_mutation_in_the_program_is_caught(tmp_path, capsys):
     """The reviewer's mutation: a truncation by one bit less than declared doubles every conv output."""
     out = build_small(SmallAvg, tmp_path, capsys)
     manifest = json.loads((out / "manifest.json").read_text())
-    text = _program(out, manifest).read_text()
+    text = program_path(out, manifest).read_text()
     mutated = text.replace("value = truncate(value, truncation)",
                            "value = truncate(value, (truncation[0], truncation[1] - 1, truncation[2]))")
     assert mutated != text
     path = tmp_path / "mutated.mpc"
     path.write_text(mutated)
-    _, machine = _execute(out, program=path)
-    counts, _ = _declared(manifest)
+    _, machine = execute_program(out, program=path)
+    counts, _ = declared_counts(manifest)
     assert machine.call_counts() != Counter({key: 2 * n for key, n in counts.items()})
-    logits = _printed(machine, "LOGIT")
+    logits = printed_values(machine, "LOGIT")
     assert any(logits[("0", str(j))] != v for j, v in enumerate(manifest["executions"][0]["logits"]))

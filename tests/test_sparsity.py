@@ -14,11 +14,11 @@ import pytest
 from conftest import run_cli
 from runtime_rules import runtime_parse
 from small_models import SmallOddKernels, SmallStrided, build_small
-from test_schedule import _execute
 
 from mpc_export.manifest import Manifest
 from mpc_export.run.hand_off import hand_off
 from mpc_export.backends.mamba.runtime import player_root
+from helpers import execute_program
 
 
 def _manifest(out):
@@ -36,7 +36,7 @@ def _weight_files(out):
 
 
 def _products(out):
-    manifest, machine = _execute(out)
+    manifest, machine = execute_program(out)
     return machine.products // len(manifest["executions"]), machine
 
 

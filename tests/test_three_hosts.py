@@ -14,7 +14,7 @@ import pytest
 
 from conftest import SHARED, need_shared, run_cli
 from small_models import SmallAvg, build_small
-from test_runtime import players_left
+from helpers import players_left
 
 pytestmark = pytest.mark.runtime
 

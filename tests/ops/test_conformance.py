@@ -17,6 +17,7 @@ import numpy as np
 import pytest
 
 import oracle
+from helpers import compiler_requires
 
 HERE = Path(__file__).parent
 CASES = [case for path in sorted(HERE.glob("cases_*.py")) for case in importlib.import_module(path.stem).CASES]
@@ -109,3 +110,26 @@ def test_the_mamba_program_equals_the_oracle_and_makes_the_declared_calls(case, 
         assert machine.call_counts() == counts, (case.name, convolution)
         assert machine.products == products, (case.name, convolution)
         assert not machine.range_violations, (case.name, convolution)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("case", PROGRAM_CASES, ids=[f"{c.op}: {c.name}" for c in PROGRAM_CASES])
+def test_the_compiler_requires_what_the_case_declares(case, tmp_path):
+    """The real MAMBA compiler's "Program requires" triples and random bits for the case's program equal
+    the node's declared schedule priced (the runtime check's own units aside; each protocol's price is
+    checked against the same compiler in tests/test_cost.py)."""
+    from conftest import COMPILER, need_shared
+    from mamba_case import run_case_program
+    from mpc_export.backends.mamba import runtime_check
+    from mpc_export.fixedpoint import FixedSpec
+
+    need_shared(COMPILER)
+    for convolution in ("winograd", "direct") if case.op == "conv_block" else ("winograd",):
+        fx = _with_convolution(FixedSpec(frac_bits=FRAC_BITS), convolution)
+        xs, _ = _inputs(case, fx, seed=0)
+        run_case_program(case, fx, xs[0][0], tmp_path / convolution)  # writes the program
+        node = _node(case, fx)
+        declared = node.spec.schedule(node, fx).cost(fx.kappa)
+        check = runtime_check.cost()
+        program = next((tmp_path / convolution / "program").iterdir())
+        assert compiler_requires(program) == (declared["triples"] + check["triples"], declared["bits"] + check["bits"]), (case.name, convolution)
