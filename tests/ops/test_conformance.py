@@ -6,7 +6,10 @@ random integer inputs at the input bound (both signs, the bound itself included)
     Python ints, the docstring's formula) element for element;
   - every intermediate the kernel records stays within the op's reported worst case for that bound, and
     the output within its output bound;
-  - the float kernel on the same (decoded) inputs lies within the op's float tolerance of the result.
+  - the float kernel on the same (decoded) inputs lies within the op's float tolerance of the result;
+  - the node rendered as a MAMBA program (``mamba_case.py``) and run by the plaintext interpreter prints
+    the oracle's values and makes exactly the declared protocol calls and products;
+  - the real MAMBA compiler requires exactly the declared cost's triples and random bits (slow).
 
 A new op's tests are one ``cases_<op>.py`` and its oracle function; every executable op must have cases."""
 
