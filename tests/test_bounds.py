@@ -207,3 +207,17 @@ def test_the_floor_rule_is_the_tightest_sound_bound(exact):
             _, derived = schedule.worst_case({}, [bound])
             results = [v // 2**shift + extra for v in range(-bound, bound + 1) for extra in ((0,) if exact else (0, 1))]
             assert derived == max(abs(r) for r in results), (bound, shift, exact)
+
+
+def test_a_flow_that_forgets_a_stage_or_an_input_is_refused():
+    """The derived bounds cover every declared stage: a schedule whose flow gives one no value, or a
+    two-input flow without SumOfInputs, is a declaration error, not a missing bound."""
+    from mpc_export.ops.protocol import Comparison, Floor, Hold, Schedule, Stage, Truncation, Weighted
+
+    steps = [Truncation("accumulator", 82, 12, True, 1, 4), Comparison("truncated", 41, 1, 4)]
+    complete = Schedule(steps, stored=[Stage("truncated", 40)], flow=[Weighted("accumulator", gain=3), Floor("accumulator"), Hold("truncated")])
+    assert complete.worst_case({}, [2**12]) == ({"accumulator": 3 * 2**12, "truncated": 3}, 3)
+    with pytest.raises(ValueError, match="truncated"):
+        Schedule(steps, flow=[Weighted("accumulator", gain=3), Floor("accumulator")]).worst_case({}, [2**12])
+    with pytest.raises(ValueError, match="SumOfInputs"):
+        complete.worst_case({}, [1, 2])

@@ -138,13 +138,13 @@ def pairwise_maxima(stage: str, bit_length: int, calls: int, pairs: list[int], s
 
 @dataclass(frozen=True)
 class Weighted:
-    """A stage formed from the running value, per output channel o:
+    """A stage formed from the running value v, bounded per output channel o by
 
-        stage[o] = sum of gain[o] terms of the running value + offset[o] * 2^offset_shift
+        |stage[o]| <= gain[o] * max |v| + offset[o] * 2^offset_shift
 
-    ``gain`` and ``offset`` are the magnitudes that bound it: a constant (a pool's window area, a rounded
-    reciprocal) or the name of one of the op's ``bound_terms`` (e.g. "weight": sum |w| over output o's
-    kernel; "bias": |bias[o]|). ``offset_shift`` is the offset's scale alignment: the offset is stored at
+    (a weighted sum of values of v plus an aligned offset). ``gain`` and ``offset`` are magnitudes: a
+    constant (a pool's window area, a rounded reciprocal) or the name of one of the op's ``bound_terms``
+    (e.g. "weight": sum |w| over output o's kernel; "bias": |bias[o]|). ``offset_shift`` is the offset's scale alignment: the offset is stored at
     2^F and the stage holds 2^(F + offset_shift) (a bias into an accumulator at 2^2F: F)."""
 
     stage: str
@@ -246,21 +246,19 @@ class Schedule:
         ``floor(value, truncation)`` are the rules; returns each stage's maximum and the output's, and
         checks that every declared stage got one."""
         inputs = [int(v) for v in inputs]
+        if len(inputs) != 1 and not (self.flow and isinstance(self.flow[0], SumOfInputs)):
+            raise ValueError(f"a flow over {len(inputs)} inputs must start with SumOfInputs")
         value = inputs[0] if len(inputs) == 1 else None
         stages: dict[str, int] = {}
         for step in self.flow:
             if isinstance(step, SumOfInputs):
                 value = sum(inputs)
-            elif value is None:
-                raise ValueError(f"a flow over {len(inputs)} inputs must start with SumOfInputs")
             elif isinstance(step, Weighted):
                 value = weighted(value, step)
             elif isinstance(step, Floor):
                 value = floor(value, self.truncation(step.stage))
             if not isinstance(step, Floor):
                 stages[step.stage] = _largest(value)
-        if value is None:
-            raise ValueError(f"a flow over {len(inputs)} inputs must start with SumOfInputs")
         missing = [stage.name for stage in self.stages() if stage.name not in stages]
         if missing:
             raise ValueError(f"the flow declares no value for stage(s) {', '.join(missing)}")
