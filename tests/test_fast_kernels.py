@@ -14,6 +14,7 @@ from mpc_export.ir.graph import Node
 from mpc_export.ops import _exact as exact
 from mpc_export.ops.conv_block import ConvBlock
 from mpc_export.reference.run import Trace
+from ops.oracle import conv_sum  # the conformance tests' Python-int convolution
 
 
 def largest_for(count: int) -> int:
@@ -23,27 +24,6 @@ def largest_for(count: int) -> int:
 
 DIGIT_EDGES = [0, 1, -1, 127, -127, 128, -128, 129, -129, 255, -255, 256, -256, 32639, -32639, 32640, -32640,
                65535, -65535, largest_for(3), -largest_for(3), 2**40, -(2**40)]
-
-
-def conv_python_ints(x, w, stride, padding):
-    """sum(w * x) of NCHW x and OIHW w as Python ints, one output at a time."""
-    n, c, h, wd = x.shape
-    o, _, k, _ = w.shape
-    ho, wo = (h + 2 * padding - k) // stride + 1, (wd + 2 * padding - k) // stride + 1
-    out = np.zeros((n, o, ho, wo), dtype=object)
-    for b in range(n):
-        for oc in range(o):
-            for y in range(ho):
-                for xx in range(wo):
-                    total = 0
-                    for ic in range(c):
-                        for dy in range(k):
-                            for dx in range(k):
-                                row, col = y * stride + dy - padding, xx * stride + dx - padding
-                                if 0 <= row < h and 0 <= col < wd:
-                                    total += int(x[b, ic, row, col]) * int(w[oc, ic, dy, dx])
-                    out[b, oc, y, xx] = total
-    return out
 
 
 @settings(max_examples=80, deadline=None)
@@ -86,7 +66,7 @@ def test_int8_conv_equals_python_ints(case):
     x_bound, w_bound = int(np.max(np.abs(x))), int(np.max(np.abs(w)))
     assert exact.int8_conv_is_exact(x_bound, w_bound, k * k * exact.padded_channels(case["channels"]))
     terms = exact.conv2d_int8(x, x_bound, exact.weight_digit_matrices(w), k, padding, case["stride"])
-    want = conv_python_ints(x, w, case["stride"], padding)
+    want = conv_sum(x, w, case["stride"], padding)
     assert terms.dtype == torch.int32
     assert sum_of_terms(terms, want.shape) == [int(v) for v in want.reshape(-1)]
 
@@ -112,7 +92,7 @@ def test_int8_conv_bound_refuses_what_int32_or_int64_cannot_hold():
 
 def block_python_ints(x, q, attrs, f):
     """The conv_block schedule (module docstring) with Python ints: the output and each stage's max |v|."""
-    acc = conv_python_ints(x, q["weight"], attrs["stride"], q["weight"].shape[2] // 2)
+    acc = conv_sum(x, q["weight"], attrs["stride"], q["weight"].shape[2] // 2)
     acc = acc + q["bias"].astype(object)[None, :, None, None] * 2**f
     peaks = {"accumulator": max((abs(int(v)) for v in acc.ravel()), default=0)}
     if attrs["pre_pool"]:
@@ -180,7 +160,7 @@ def test_int8_conv_of_shifted_x_reads_the_padding_as_zero(case, offset):
     if not exact.int8_conv_is_exact(bound, int(np.max(np.abs(w))), k * k * exact.padded_channels(case["channels"])):
         return
     scratch = exact.ScratchBuffers()
-    want = conv_python_ints(x, w, case["stride"], k // 2)
+    want = conv_sum(x, w, case["stride"], k // 2)
     shifted_back = shift * w.sum(axis=(1, 2, 3))[None, :, None, None]
     for _ in range(2):
         terms = exact.conv2d_int8(x, bound, exact.weight_digit_matrices(w), k, k // 2, case["stride"], shift=shift, scratch=scratch)

@@ -14,8 +14,8 @@ def relu(v):
     return np.vectorize(lambda a: max(int(a), 0), otypes=[object])(v)
 
 
-def conv(x, w, bias, stride: int, pad: int, f: int):
-    """acc = sum(w * x) + bias * 2^F on the (strided, zero-padded) grid: (N, O, Ho, Wo) Python ints."""
+def conv_sum(x, w, stride: int, pad: int):
+    """sum(w * x) of NCHW x and OIHW w on the (strided, zero-padded) grid: (N, O, Ho, Wo) Python ints."""
     n, c, h, wd = x.shape
     o, _, k, _ = w.shape
     padded = np.zeros((n, c, h + 2 * pad, wd + 2 * pad), dtype=object)
@@ -27,8 +27,13 @@ def conv(x, w, bias, stride: int, pad: int, f: int):
             for y in range(ho):
                 for xx in range(wo):
                     window = padded[i, :, y * stride:y * stride + k, xx * stride:xx * stride + k]
-                    out[i, oc, y, xx] = sum(int(a) * int(b) for a, b in zip(window.ravel(), w[oc].ravel())) + int(bias[oc]) * 2**f
+                    out[i, oc, y, xx] = sum(int(a) * int(b) for a, b in zip(window.ravel(), w[oc].ravel()))
     return out
+
+
+def conv(x, w, bias, stride: int, pad: int, f: int):
+    """acc = sum(w * x) + bias * 2^F on the (strided, zero-padded) grid: (N, O, Ho, Wo) Python ints."""
+    return conv_sum(x, w, stride, pad) + np.array([int(b) * 2**f for b in bias], dtype=object)[None, :, None, None]
 
 
 def windows(x, k: int, s: int):
