@@ -20,7 +20,7 @@ from ..ops import Comparison
 from ..load import load_model
 from ..load.images import demo_image, load_image
 from ..fixedpoint import FixedSpec, bits_of, encode
-from ..quantize.graph import quantize_graph
+from ..quantize.graph import Budget, quantize_graph, stage_budgets
 from ..reference.run import Trace, run_fixed
 
 
@@ -138,7 +138,7 @@ def build(opts: BuildOptions, progress=None) -> dict:
     calibration = None
     if opts.calibrate is not None:
         fx, calibration = calibrate(graph, fx, opts.calibrate, opts.calibrate_limit, opts.margin_bits)
-        budget = quantize_graph(graph, fx)  # the stage limits follow the calibrated comparisons
+        budget = Budget(stages=stage_budgets(graph, fx), tensors=budget.tensors)  # the stage limits follow the calibrated comparisons
     backend.check_graph(graph, fx)  # after calibration: the widths the program declares
     params = parameter_files(graph, cmap)
     pattern = pattern_file(graph, fx, cmap, params)

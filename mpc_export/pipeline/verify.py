@@ -51,15 +51,14 @@ def _check_expected_outputs(manifest, graph, parsed, fixed_by_execution) -> None
 
 
 def _check_overflow(graph, fx, trace: Trace) -> list[dict]:
-    """Per stage: its limit, its sound worst case (``quantize_graph``: the declared steps propagated from
-    the input range and the weights), and the peak observed on the images checked (``observed_bits``).
-    A value beyond the limit would wrap in the MPC run (VerificationFailed); an observed peak above the
-    worst case would mean the bound is unsound (VerificationFailed: a bug of this tool, reported)."""
-    import copy
+    """Per stage: its limit, its sound worst case (``stage_budgets``: the declared flow propagated from the
+    input range through the parameters the files hold), and the peak observed on the images checked
+    (``observed_bits``). A value beyond the limit would wrap in the MPC run (VerificationFailed); an
+    observed peak above the worst case would mean the bound is unsound (VerificationFailed: a bug of this
+    tool, reported)."""
+    from ..quantize.graph import stage_budgets
 
-    from ..quantize.graph import quantize_graph
-
-    worst = {(s.node, s.stage): s.worst_case for s in quantize_graph(copy.deepcopy(graph), fx).stages}
+    worst = {(s.node, s.stage): s.worst_case for s in stage_budgets(graph, fx)}
     report = []
     for node, stage, peak in trace.stage_peaks(graph, fx):
         bound = worst.get((node, stage.name))
@@ -82,8 +81,6 @@ MAX_DATASET_BYTES = 2**31  # 2 GiB: CIFAR-10's 60,000 images and labels take 185
 def check_declared_sizes(path: Path, what: str) -> None:
     """Refuse, before numpy allocates anything, an .npz whose arrays declare more bytes than the limit or
     than the archive holds for them (a small file must not make the tool allocate GBs)."""
-    import zipfile
-
     try:
         with zipfile.ZipFile(path) as archive:
             for info in archive.infolist():

@@ -60,7 +60,14 @@ class Budget:
 
 def quantize_graph(graph: Graph, fx: FixedSpec, input_bound_real: float | None = None) -> Budget:
     """Fill node.qparams; return the per-tensor and per-stage budget (worst case only)."""
-    budget = Budget()
+    tensors = quantize_parameters(graph, fx)  # first: the stages' worst cases read node.qparams
+    return Budget(stages=stage_budgets(graph, fx, input_bound_real), tensors=tensors)
+
+
+def quantize_parameters(graph: Graph, fx: FixedSpec) -> list[dict]:
+    """Fill node.qparams with round(p * 2^F); one budget row per tensor. A parameter that cannot be stored in
+    K bits is refused (UserError)."""
+    tensors = []
     limit = fx.value_limit_bits
     for node in graph.nodes:
         for pname, layout in node.spec.params:
@@ -73,10 +80,19 @@ def quantize_graph(graph: Graph, fx: FixedSpec, input_bound_real: float | None =
                     f"at frac-bits {fx.frac_bits}, more than total-bits {fx.total_bits}"
                 )
             zeros = float(np.mean(q == 0)) if q.size else 0.0
-            budget.tensors.append({"node": node.name, "tensor": pname, "layout": layout, "shape": list(q.shape),
-                                   "max_abs": peak, "headroom_bits": round(limit - bits_of(peak), 2), "zero_fraction": round(zeros, 4)})
+            tensors.append({"node": node.name, "tensor": pname, "layout": layout, "shape": list(q.shape),
+                            "max_abs": peak, "headroom_bits": round(limit - bits_of(peak), 2), "zero_fraction": round(zeros, 4)})
+    return tensors
+
+
+def stage_budgets(graph: Graph, fx: FixedSpec, input_bound_real: float | None = None) -> list[StageBudget]:
+    """Every stage's limit and worst case, propagated through the quantized graph (node.qparams set) from the
+    input range; refuses (UserError) a stage that breaks the field even with every input of its layer
+    inside the K-bit budget."""
     if input_bound_real is None:
         input_bound_real = graph.input_bound()
+    stages = []
+    limit = fx.value_limit_bits
     bounds: dict[str, int] = {}
     field_limit = fx.prime_bits - 1 - fx.kappa
     input_bound = int(np.ceil(input_bound_real * 2**fx.frac_bits))
@@ -92,5 +108,5 @@ def quantize_graph(graph: Graph, fx: FixedSpec, input_bound_real: float | None =
                     f"K-bit budget, which breaks the {fx.prime_bits}-bit field with kappa {fx.kappa}; lower --frac-bits "
                     f"or --total-bits"
                 )
-            budget.stages.append(StageBudget(node.name, stage.name, stage.limit_bits, per_stage[stage.name]))
-    return budget
+            stages.append(StageBudget(node.name, stage.name, stage.limit_bits, per_stage[stage.name]))
+    return stages

@@ -14,7 +14,7 @@ from ..errors import UserError, VerificationFailed
 from ..export.tokens import STOI_LIMIT, parse_token
 from ..export.writer import sha256_file
 from ..manifest import CHECKED_ROLES, FileEntry, Manifest
-from ..quantize.graph import quantize_graph
+from ..quantize.graph import quantize_parameters
 
 
 def read_manifest(directory: Path) -> Manifest:
@@ -108,7 +108,7 @@ def attach_parameters(graph, fx, manifest: Manifest, parsed: dict[str, np.ndarra
     """Set node.qparams from the parsed files; fail naming file, channel and index where they differ
     from the model quantized afresh (catches edits even when the manifest was edited too)."""
     fresh = copy.deepcopy(graph)
-    quantize_graph(fresh, fx)
+    quantize_parameters(fresh, fx)
     for entry in manifest.files_of_role("parameter"):
         flat = parsed[entry.path]
         for t in entry.tensors:
