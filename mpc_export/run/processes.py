@@ -12,8 +12,9 @@ import subprocess
 import time
 from pathlib import Path
 
-from ..errors import UserError
+from ..errors import UserError, VerificationFailed
 from .hand_off import PARTIES
+from .logs import tail
 
 
 def free_port_base() -> int:
@@ -90,3 +91,14 @@ def watch(procs: list, started: float, timeout: float, poll_s: float = 0.1) -> t
         if now - started > timeout:
             return True, peaks
         time.sleep(poll_s)
+
+
+def check_exits(codes: list, timed_out: bool, timeout: float, logs: list[Path], who: str, plural: str) -> None:
+    """After ``watch``: VerificationFailed on a timeout (naming the first one's last log lines) or on the
+    first ``who`` ("player", plural "players"; "party", "parties") that exited non-zero (its last lines)."""
+    if timed_out:
+        raise VerificationFailed(f"timeout after {timeout:.0f} s; {plural} stopped. {who.capitalize()} 0's last lines:\n{tail(logs[0])}")
+    bad = [i for i, c in enumerate(codes) if c != 0]
+    if bad:
+        first = bad[0]
+        raise VerificationFailed(f"{who} {first} failed (exit {codes[first]}); its last log lines:\n{tail(logs[first])}")

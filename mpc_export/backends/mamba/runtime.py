@@ -30,7 +30,7 @@ from ...manifest import Manifest
 from ...run.hand_off import PARTIES, HandOff, hand_off
 from ...run.lock import run_lock
 from ...run.logs import FilteredLog, fresh_directory, tail
-from ...run.processes import free_port_base as _free_port_base, no_core_dumps as _no_core_dumps, stop as _stop, watch
+from ...run.processes import check_exits, free_port_base as _free_port_base, no_core_dumps as _no_core_dumps, stop as _stop, watch
 
 # The fit of real runs on the secure runtime (benchmarks/results/runtime_fit.json, this repository's 2-core
 # machine, 3 players on 127.0.0.1): the players' time is about FIXED_S, plus S_PER_UNIT per triple or random
@@ -212,12 +212,7 @@ def start_players(roots: list[Path], name: str, answers: Path, timeout: float, l
     outcome = check_outcome(logs[0])
     if outcome not in (None, "passed"):
         raise UserError(f"refused: {outcome}")
-    if timed_out:
-        raise VerificationFailed(f"timeout after {timeout:.0f} s; players stopped. Player 0's last lines:\n{tail(logs[0])}")
-    bad = [i for i, c in enumerate(codes) if c != 0]
-    if bad:
-        first = bad[0]
-        raise VerificationFailed(f"player {first} failed (exit {codes[first]}); its last log lines:\n{tail(logs[first])}")
+    check_exits(codes, timed_out, timeout, logs, "player", "players")
     if outcome != "passed":
         raise VerificationFailed(f"the program's runtime check printed nothing (a program without it?); player 0's log: {logs[0]}")
     return codes, wall, peaks, logs

@@ -29,8 +29,8 @@ from pathlib import Path
 from ...errors import UserError, VerificationFailed
 from ...run.hand_off import IDENTIFIER, PARTIES
 from ...run.lock import run_lock
-from ...run.logs import fresh_directory, tail
-from ...run.processes import free_port_base, no_core_dumps, stop, watch
+from ...run.logs import fresh_directory
+from ...run.processes import check_exits, free_port_base, no_core_dumps, stop, watch
 from . import FOLDER, INPUT_FILE, PROTOCOLS, compile_flags, largest_bit_length
 
 DEFAULT_TIMEOUT_S = 1800
@@ -94,6 +94,15 @@ def checked_files(manifest) -> tuple[str, str]:
     if inputs != [f"{FOLDER}/{INPUT_FILE}"]:
         raise VerificationFailed(f"manifest.json: player 0's input is not {FOLDER}/{INPUT_FILE}")
     return program, inputs[0]
+
+
+def checked_compile_flags(manifest, graph, fx, protocol: str) -> list[str]:
+    """The manifest's compile.py flags, when they are the ones the checked build's declared steps give."""
+    flags = [str(f) for f in manifest.backend_record.get("compile_flags", [])]
+    expected = compile_flags(protocol, largest_bit_length(graph, fx))
+    if flags != expected:
+        raise VerificationFailed(f"manifest.json: mp_spdz.compile_flags {flags} are not the build's {expected}")
+    return flags
 
 
 def parse_compiler_output(text: str) -> dict:
@@ -207,11 +216,7 @@ def start_parties(roots: list[Path], vm: Path, name: str, shamir: bool, timeout:
             handle.close()
     wall = time.perf_counter() - started
     codes = [p.returncode for p in procs]
-    if timed_out:
-        raise VerificationFailed(f"timeout after {timeout:.0f} s; parties stopped. Party 0's last lines:\n{tail(logs[0])}")
-    bad = [i for i, c in enumerate(codes) if c != 0]
-    if bad:
-        raise VerificationFailed(f"party {bad[0]} failed (exit {codes[bad[0]]}); its last log lines:\n{tail(logs[bad[0]])}")
+    check_exits(codes, timed_out, timeout, logs, "party", "parties")
     return codes, wall, peaks, logs
 
 
@@ -225,10 +230,7 @@ def run(opts: MpSpdzRunOptions, progress=print) -> MpSpdzRunResult:
     program, private_input = checked_files(manifest)
     protocol = backend.protocol
     runtime = find_runtime(opts.runtime, protocol)
-    flags = [str(f) for f in manifest.backend_record.get("compile_flags", [])]
-    expected_flags = compile_flags(protocol, largest_bit_length(graph, fx))
-    if flags != expected_flags:
-        raise VerificationFailed(f"manifest.json: mp_spdz.compile_flags {flags} are not the build's {expected_flags}")
+    flags = checked_compile_flags(manifest, graph, fx, protocol)
     timeout = opts.timeout if opts.timeout is not None else DEFAULT_TIMEOUT_S
     with run_lock():
         root = Path(tempfile.mkdtemp(prefix="mpc-export-mpspdz-"))
@@ -248,14 +250,13 @@ def run(opts: MpSpdzRunOptions, progress=print) -> MpSpdzRunResult:
                      f"root (party 0 holds the private input, parties 1 and 2 only the program and certificates); logs in {log_dir}")
             codes, wall, peaks, logs = start_parties(roots, runtime / PROTOCOLS[protocol].vm, manifest.program.name,
                                                      "shamir" in protocol, timeout, log_dir)
+            texts = [log.read_text(errors="replace") for log in logs]
             reports = []
-            for party, log in enumerate(logs):
-                text = log.read_text(errors="replace")
+            for party, text in enumerate(texts):
                 sent = STATS["data_sent"].search(text)
                 reports.append(PartyReport(party, codes[party], peaks[party], float(sent.group(1)) if sent else None,
                                            int(sent.group(2)) if sent else None, held[party]))
-            text = logs[0].read_text(errors="replace")
-            time_s, global_mb = STATS["time"].search(text), STATS["global"].search(text)
+            time_s, global_mb = STATS["time"].search(texts[0]), STATS["global"].search(texts[0])
             logits = parse_mpc_log(logs[0])
             if opts.execution is not None:
                 logits = {k: v for k, v in logits.items() if k == opts.execution}
