@@ -316,3 +316,15 @@ def test_cost_with_the_runtime_prints_the_compilers_own_counts(mp_spdz, tmp_path
     assert json.loads(text)["compiler"]["requires"] == expected and "integer dot products" in expected
     code, text, err = run_cli(["cost", out, "--runtime", mp_spdz], capsys)
     assert code == 0 and "expected communication" in text
+
+
+def test_bundle_refuses_compile_flags_that_are_not_the_builds(tmp_path, capsys):
+    """run-party.sh takes its compile.py flags from the manifest: flags other than those the build's declared
+    steps give (here a 64-bit ring for 82-bit steps) are refused before any bundle is written, as run does."""
+    out = mp_build(SmallAvg, tmp_path, capsys)
+    manifest = manifest_of(out)
+    manifest["mp_spdz"]["compile_flags"] = ["-E", "ring", "-R", "64", "-M"]
+    (out / "manifest.json").write_text(json.dumps(manifest))
+    code, _, err = run_cli(["bundle", out, "--out", tmp_path / "bundles", "--hosts", "127.0.0.1,127.0.0.1,127.0.0.1"], capsys)
+    assert code != 0 and "compile_flags" in err and len(err.strip().splitlines()) == 1, err
+    assert not (tmp_path / "bundles").exists()

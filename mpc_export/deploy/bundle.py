@@ -343,7 +343,7 @@ def write_bundles(build_dir: Path, out: Path, hosts: list[str], certs_dir: Path 
     if mp_spdz:
         from .mpspdz import write_mp_spdz_bundles
 
-        return write_mp_spdz_bundles(build_dir, out, hosts, port_base, manifest, backend)
+        return write_mp_spdz_bundles(build_dir, out, hosts, port_base, manifest, graph, fx, backend)
     files, per_player = _selection(manifest)
     name = files.program_name
     program = (build_dir / files.program).read_bytes()

@@ -99,16 +99,16 @@ def hosts_file(hosts: list[str], port_base: int) -> str:
     return "".join(f"{host}:{check_port_base(port_base) + p}\n" for p, host in enumerate(validate_hosts(hosts)))
 
 
-def write_mp_spdz_bundles(build_dir: Path, out: Path, hosts: list[str], port_base: int, manifest, backend) -> list[Path]:
-    """The three bundles of a checked MP-SPDZ build (the caller has re-derived it), written in a temporary
-    sibling of ``out`` renamed at the end."""
+def write_mp_spdz_bundles(build_dir: Path, out: Path, hosts: list[str], port_base: int, manifest, graph, fx, backend) -> list[Path]:
+    """The three bundles of a checked MP-SPDZ build (the caller has re-derived it: ``graph`` and ``fx`` are
+    what ``checked_build`` gave), written in a temporary sibling of ``out`` renamed at the end."""
     from ..backends.mpspdz import PROTOCOLS
-    from ..backends.mpspdz.runtime import checked_files, write_certificates
+    from ..backends.mpspdz.runtime import checked_compile_flags, checked_files, write_certificates
 
     program, private_input = checked_files(manifest)
     name = manifest.program.name
     info = PROTOCOLS[backend.protocol]
-    flags = [str(f) for f in manifest.backend_record.get("compile_flags", [])]
+    flags = checked_compile_flags(manifest, graph, fx, backend.protocol)
     scripts = [run_party_script(p, name, info.vm, flags, "shamir" in backend.protocol) for p in range(PARTIES)]
     network = hosts_file(hosts, port_base).encode()
     entries = {entry.path: entry for entry in manifest.files}
