@@ -147,6 +147,8 @@ def _remember(out: Path) -> None:
 
 
 def _summary(m: dict) -> dict:
+    from ..pipeline.verify import trust_flags
+
     files = m["files"]
     return {
         "out": m["out"],
@@ -171,7 +173,7 @@ def _summary(m: dict) -> dict:
         "backend": m.get("backend", "fanng"),
         "notices": m.get("notices", []),
         "convolution_modes": m.get("convolution_modes", {}),
-        "trust_flags": {"torchscript": " --trust-torchscript", "pickle": " --trust-pickle"}.get(m["model"]["format"], ""),
+        "trust_flags": trust_flags(m["model"]["format"]),
         "mp_spdz": m.get("mp_spdz"),
     }
 
