@@ -175,16 +175,23 @@ def randomise_batchnorm(model: torch.nn.Module, mean: float = 0.2, bias: float |
     return model
 
 
-def build_small(module_cls, tmp_path, capsys, seed=1, debug=False, extra=(), prune=0.0):
-    """Build module_cls (seeded weights, random BN statistics, ``prune``: that fraction of each conv's
-    weights zeroed) with two random images; returns the build directory."""
+def export_small(module_cls, path, seed=1, prune=0.0):
+    """module_cls (seeded weights, random BN statistics, ``prune``: that fraction of each conv's weights
+    zeroed) exported to ONNX at ``path`` (its ``input_size``, 8 by default); returns the path."""
     torch.manual_seed(seed)
     model = prune_convolutions(randomise_batchnorm(module_cls()), prune, seed) if prune else randomise_batchnorm(module_cls())
-    path = tmp_path / "small.onnx"
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         size = getattr(module_cls, "input_size", 8)
         torch.onnx.export(model.eval(), torch.zeros(1, 3, size, size), str(path), dynamo=False)
+    return path
+
+
+def build_small(module_cls, tmp_path, capsys, seed=1, debug=False, extra=(), prune=0.0):
+    """Build module_cls (seeded weights, random BN statistics, ``prune``: that fraction of each conv's
+    weights zeroed) with two random images; returns the build directory."""
+    path = export_small(module_cls, tmp_path / "small.onnx", seed, prune)
+    size = getattr(module_cls, "input_size", 8)
     images = []
     for i in range(2):
         images.append(tmp_path / f"img{i}.npy")

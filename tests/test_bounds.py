@@ -104,21 +104,11 @@ def test_observed_peaks_stay_within_the_worst_case_on_1000_images(model, tmp_pat
 
 def _small_graph(module_cls, tmp_path):
     """module_cls (seeded weights, random BN statistics) exported to ONNX and lowered."""
-    import warnings
-
-    import torch
-
     from mpc_export.fold import lower_for_mpc
     from mpc_export.load import load_model
-    from small_models import randomise_batchnorm
+    from small_models import export_small
 
-    torch.manual_seed(1)
-    path = tmp_path / f"{module_cls.__name__}.onnx"
-    size = getattr(module_cls, "input_size", 8)
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        torch.onnx.export(randomise_batchnorm(module_cls()).eval(), torch.zeros(1, 3, size, size), str(path), dynamo=False)
-    graph, _ = lower_for_mpc(load_model(path))
+    graph, _ = lower_for_mpc(load_model(export_small(module_cls, tmp_path / f"{module_cls.__name__}.onnx")))
     return graph
 
 

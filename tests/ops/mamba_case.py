@@ -38,7 +38,7 @@ def case_graph(case, fx):
 def run_case_program(case, fx, x: np.ndarray, root: Path):
     """Render the case's program for the one sample x (integers at scale 2^F, the input node's shape),
     write it and its data files under root, and execute it. Returns (the node's printed output in its
-    C-order, the interpreter's machine)."""
+    C-order, the interpreter's machine, the node with its quantized parameters)."""
     from mpc_export.backends.mamba import program_products
     from mpc_export.export.channels import load_channel_map
     from mpc_export.export.plan import input_file, parameter_files, pattern_file
@@ -66,7 +66,7 @@ def run_case_program(case, fx, x: np.ndarray, root: Path):
         parts = line.split()
         if parts[:3] == ["DEBUG", "0", NODE.upper()]:
             printed[tuple(int(v) for v in parts[3:-1])] = int(parts[-1])
-    return [printed[key] for key in sorted(printed)], machine
+    return [printed[key] for key in sorted(printed)], machine, node
 
 
 def declared_calls(schedule) -> tuple[Counter, int]:

@@ -105,8 +105,7 @@ def test_the_mamba_program_equals_the_oracle_and_makes_the_declared_calls(case, 
         fx = _with_convolution(FixedSpec(frac_bits=FRAC_BITS), convolution)
         xs, _ = _inputs(case, fx, seed=0)
         x = xs[0][0]  # one sample; an add reads it twice
-        got, machine = run_case_program(case, fx, x, tmp_path / convolution)
-        node = _node(case, fx)
+        got, machine, node = run_case_program(case, fx, x, tmp_path / convolution)
         want = oracle.ORACLES[case.op](node, node.qparams, fx.frac_bits, *[x[None].astype(object)] * len(case.in_shapes))
         assert got == [int(v) for v in np.asarray(want).ravel()], (case.name, convolution)
         counts, products = declared_calls(node.spec.schedule(node, fx))
@@ -130,8 +129,7 @@ def test_the_compiler_requires_what_the_case_declares(case, tmp_path):
     for convolution in ("winograd", "direct") if case.op == "conv_block" else ("winograd",):
         fx = _with_convolution(FixedSpec(frac_bits=FRAC_BITS), convolution)
         xs, _ = _inputs(case, fx, seed=0)
-        run_case_program(case, fx, xs[0][0], tmp_path / convolution)  # writes the program
-        node = _node(case, fx)
+        _, _, node = run_case_program(case, fx, xs[0][0], tmp_path / convolution)  # writes the program
         declared = node.spec.schedule(node, fx).cost(fx.kappa)
         check = runtime_check.cost()
         program = next((tmp_path / convolution / "program").iterdir())
